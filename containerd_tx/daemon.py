@@ -1,0 +1,174 @@
+# -*- test-case-name: tests.integration.test_daemon -*-
+"""
+The daemon as a Twisted service: claims its state dir and socket, connects to the monitor process, adopts
+what a previous daemon left, then serves; on stop it ends streams and stops the gRPC server before the
+reactor stops, and leaves every container running.
+"""
+
+import fcntl
+import os
+import shutil
+
+from twisted.application import service
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from containerd_tx.api_service import APIService
+from containerd_tx.bridge import ReactorBridge
+from containerd_tx.errors import InvalidArgument
+from containerd_tx.events import EventLog
+from containerd_tx.grpc_server import GrpcServer, SocketInUse
+from containerd_tx.monitor.client import MonitorClient
+from containerd_tx.runtime.runc import RuncRuntime
+from containerd_tx.state_store import StateStore
+from containerd_tx.supervisor import Supervisor
+
+log = Logger()
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is one line for the operator."""
+
+
+class ContainerdService(service.MultiService):
+    """
+    The whole daemon. Children (metrics reporters) start after it serves and stop before it shuts down.
+
+    @param config: parsed L{containerd_tx.options.DaemonOptions}.
+    @param reactor: the reactor.
+    @param on_fatal: called with a one-line message when asynchronous start-up fails (twistd: exit 1).
+    """
+
+    def __init__(self, config, reactor, on_fatal=None):
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self._on_fatal = on_fatal
+        self.state_dir = config["state-dir"]
+        self.supervisor = None
+        self.monitor = None
+        self.grpc = None
+        self.bridge = ReactorBridge(reactor)
+        self.ready = defer.Deferred()
+        self._state_lock = None
+        self._starting = None
+        self._events = None
+
+    def startService(self):
+        """
+        Claim state dir and socket synchronously (failing with L{StartupError}), then start serving
+        asynchronously; C{self.ready} fires once the socket serves.
+        """
+        service.Service.startService(self)
+        self._claim()
+        self._starting = defer.ensureDeferred(self._start())
+        self._starting.addCallbacks(self.ready.callback, self._start_failed)
+
+    def _claim(self):
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        self._state_lock = os.open(os.path.join(self.state_dir, "containerd.lock"),
+                                   os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._state_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._state_lock)
+            self._state_lock = None
+            raise StartupError(f"another daemon is using the state dir {self.state_dir}")
+        for name in ("sockets", "runtime"):
+            os.makedirs(os.path.join(self.state_dir, name), mode=0o700, exist_ok=True)
+        store = StateStore(self.state_dir)
+        events = EventLog(os.path.join(self.state_dir, "events.log"), self.config["retain-count"])
+        self._store, self._events = store, events
+        self.grpc = GrpcServer(self.config["listen"], self.config["max-subscribers"],
+                               group=self.config["group"])
+        try:
+            self.grpc.claim()
+        except SocketInUse as e:
+            self._release_state_lock()
+            raise StartupError(str(e))
+
+    async def _start(self):
+        self.monitor = await MonitorClient.connect(self.reactor, self.state_dir)
+        self.monitor.on_lost = self._monitor_lost
+        log.info("monitor process {pid} watches the containers", pid=self.monitor.monitor_pid)
+        runtime = self._make_runtime(self.config["runtime"], self.config["runtime-path"],
+                                     self.config["runtime-args"])
+        self.supervisor = Supervisor(
+            self.reactor,
+            self._store,
+            self._events,
+            self.monitor,
+            default_runtime=runtime,
+            runtime_factory=self._runtime_named,
+            concurrency=self.config["concurrency"],
+            start_timeout=self.config["start-timeout"],
+            sockets_dir=os.path.join(self.state_dir, "sockets"),
+        )
+        await self.supervisor.recover()
+        api = APIService(self.bridge, self.supervisor, self.reactor,
+                         max_subscribers=self.config["max-subscribers"])
+        self.grpc.start(api)
+        self.grpc.set_serving(True)
+        log.info("containerd-tx serving on unix://{path} ({n} containers adopted)",
+                 path=self.config["listen"], n=len(self.supervisor.containers))
+        for child in self:
+            child.startService()
+        return self
+
+    def _make_runtime(self, name, path, global_args):
+        runtime = RuncRuntime(self.reactor, self.monitor, os.path.basename(name), path,
+                              root=os.path.join(self.state_dir, "runtime", os.path.basename(name)),
+                              global_args=global_args)
+        runtime.debug = self.config["log-level"] == "debug"
+        return runtime
+
+    def _runtime_named(self, name):
+        path = shutil.which(name)
+        if path is None:
+            raise InvalidArgument(f"runtime {name!r} not found in PATH")
+        return self._make_runtime(name, path, self.config["runtime-args"])
+
+    def _monitor_lost(self, reason):
+        log.critical("the monitor process went away ({reason}); stopping: containers keep running and the "
+                     "next daemon start adopts them", reason=reason)
+        if self.running and self._on_fatal is not None:
+            self._on_fatal("monitor process lost")
+
+    def _start_failed(self, failure):
+        message = failure.getErrorMessage() or failure.type.__name__
+        log.failure("start-up failed", failure)
+        if self._on_fatal is not None:
+            self._on_fatal(f"start-up failed: {message}")
+        self.ready.errback(failure)
+
+    def privilegedStartService(self):
+        """Children get no privileged start: everything starts once the daemon serves."""
+
+    def stopService(self):
+        """
+        Stop serving and let go of everything, leaving containers running. Fires when done.
+        """
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self):
+        if not self.running:
+            return
+        service.Service.stopService(self)
+        for child in reversed(list(self)):
+            if child.running:
+                await defer.maybeDeferred(child.stopService)
+        self.bridge.close()
+        if self._events is not None:
+            self._events.close()
+        if self.grpc is not None:
+            await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.grpc.stop, 2.0)
+        if self.monitor is not None:
+            self.monitor.disconnect()
+        self._release_state_lock()
+        log.info("containerd-tx stopped; containers keep running")
+
+    def _release_state_lock(self):
+        if self._state_lock is not None:
+            os.close(self._state_lock)
+            self._state_lock = None

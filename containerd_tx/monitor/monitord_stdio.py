@@ -1,0 +1,677 @@
+# -*- test-case-name: tests.unit.test_monitord -*-
+"""
+Event loop and stdio plumbing of the container monitor (``monitord.py``).
+
+Standard library only: the monitor runs as ``python -S monitord.py`` and imports
+this module from its own directory, never through the ``containerd_tx`` package.
+
+- L{Loop}: a small selector loop with separate read and write callbacks per fd.
+- L{open_stdio}: the rules for opening a process's stdin/stdout/stderr path
+  without ever blocking.
+- L{Pump}: copies bytes from one fd to another through a bounded buffer, with
+  backpressure (the source is not read while the buffer is full).
+- L{Capture}: collects a pipe's output up to a limit, dropping the excess.
+- L{ConsoleListener}: the console socket on which runc sends a pty master.
+- L{Proxies}: the stdio proxies (stdin pipe, pty) that belong to one process.
+- L{write_record}: atomic JSON file write (tmp file, fsync, rename, fsync dir).
+"""
+
+import errno
+import fcntl
+import json
+import os
+import selectors
+import socket
+import stat
+import struct
+import sys
+import termios
+import time
+
+#: Bytes a L{Pump} buffers before it stops reading its source.
+PUMP_LIMIT = 64 * 1024
+#: Most bytes read in one go.
+CHUNK = 64 * 1024
+#: Most bytes read from a source when draining it at close/exit (never blocks).
+DRAIN_LIMIT = 1024 * 1024
+
+_NONBLOCK_OPEN = os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def log(message):
+    """
+    Write one line to stderr; never raise.
+    """
+    line = "%s monitord[%d]: %s\n" % (
+        time.strftime("%Y-%m-%dT%H:%M:%S"),
+        os.getpid(),
+        " ".join(str(message).split("\n")),
+    )
+    try:
+        os.write(2, line.encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+class Loop:
+    """
+    A selector loop dispatching to per-fd read and write callbacks.
+
+    Two parties may share one fd (the pty master is read by one L{Pump} and
+    written by another), so callbacks are kept per direction and the selector
+    registration is derived from them.  Callback exceptions are logged, never
+    raised: one failing request must not stop the monitor.
+    """
+
+    def __init__(self):
+        self.selector = selectors.DefaultSelector()
+        self._readers = {}
+        self._writers = {}
+        self._closed = set()
+
+    def _update(self, fd):
+        events = (selectors.EVENT_READ if fd in self._readers else 0) | (
+            selectors.EVENT_WRITE if fd in self._writers else 0
+        )
+        try:
+            key = self.selector.get_key(fd)
+        except KeyError:
+            key = None
+        if not events:
+            if key is not None:
+                self.selector.unregister(fd)
+        elif key is None:
+            self.selector.register(fd, events)
+        elif key.events != events:
+            self.selector.modify(fd, events)
+
+    def add_reader(self, fd, callback):
+        """
+        Call C{callback()} whenever C{fd} is readable.
+        """
+        self._readers[fd] = callback
+        try:
+            self._update(fd)
+        except BaseException:
+            del self._readers[fd]
+            raise
+
+    def remove_reader(self, fd):
+        """
+        Stop watching C{fd} for reading.
+        """
+        if self._readers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def add_writer(self, fd, callback):
+        """
+        Call C{callback()} whenever C{fd} is writable.
+        """
+        self._writers[fd] = callback
+        try:
+            self._update(fd)
+        except BaseException:
+            del self._writers[fd]
+            raise
+
+    def remove_writer(self, fd):
+        """
+        Stop watching C{fd} for writing.
+        """
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def discard(self, fd):
+        """
+        Forget C{fd} before it is closed; events already collected for it in
+        this iteration are skipped (its number may be reused at once).
+        """
+        self._readers.pop(fd, None)
+        self._writers.pop(fd, None)
+        try:
+            self.selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        self._closed.add(fd)
+
+    def close(self, fd):
+        """
+        L{discard} and close C{fd}.
+        """
+        self.discard(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    def run_once(self, timeout):
+        """
+        Wait at most C{timeout} seconds (None: forever) and dispatch events.
+        """
+        self._closed = set()
+        for key, mask in self.selector.select(timeout):
+            fd = key.fd
+            if mask & selectors.EVENT_READ and fd not in self._closed:
+                callback = self._readers.get(fd)
+                if callback is not None:
+                    self._call(callback)
+            if mask & selectors.EVENT_WRITE and fd not in self._closed:
+                callback = self._writers.get(fd)
+                if callback is not None:
+                    self._call(callback)
+
+    @staticmethod
+    def _call(callback):
+        try:
+            callback()
+        except Exception as e:  # never crash the monitor
+            log("internal error in %r: %s: %s" % (callback, type(e).__name__, e))
+
+
+class StdioError(Exception):
+    """
+    A stdio path could not be opened; the message says which and why.
+    """
+
+
+def open_stdio(path, which):
+    """
+    Open C{path} as C{which} ("stdin", "stdout" or "stderr") without blocking.
+
+    A FIFO is opened read-write (never blocks, never ENXIO); a regular file or
+    a missing path is opened for appending (created 0640) for stdout/stderr
+    and read-only for stdin; a directory is an error.  The fd is returned
+    non-blocking and close-on-exec: the caller clears O_NONBLOCK on fds it
+    hands to a child.
+
+    @return: C{(fd, is_fifo)}
+    @raise StdioError: with a one-line message naming the path.
+    """
+    try:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if st is not None and stat.S_ISFIFO(st.st_mode):
+            fd = os.open(path, os.O_RDWR | _NONBLOCK_OPEN)
+        elif which == "stdin":
+            fd = os.open(path, os.O_RDONLY | _NONBLOCK_OPEN)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NONBLOCK_OPEN, 0o640)
+    except OSError as e:
+        raise StdioError("cannot open %s %s: %s" % (which, path, e.strerror or e))
+    try:
+        is_fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        is_fifo = False
+    return fd, is_fifo
+
+
+def close_quietly(fd):
+    """
+    Close C{fd} if it is not None, ignoring errors.
+    """
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class Pump:
+    """
+    Copy bytes from C{src} to C{dst} without ever blocking.
+
+    At most C{limit} bytes are buffered; while the buffer is full the source is
+    not read (backpressure).  A destination that fails (EIO, EPIPE, ENOSPC)
+    stops the pump.  C{own_src}/C{own_dst} say whether the pump closes the fd.
+
+    @ivar on_src_end: called with the OSError (or None for EOF) when the
+        source ends; e.g. EIO on a pty master whose slave side is closed.
+    """
+
+    def __init__(self, loop, src, dst, name, own_src=True, own_dst=True, limit=PUMP_LIMIT):
+        self.loop = loop
+        self.src = src
+        self.dst = dst
+        self.name = name
+        self.own_src = own_src
+        self.own_dst = own_dst
+        self.limit = limit
+        self.buf = bytearray()
+        self.input_closed = False
+        self.close_dst_when_flushed = False
+        self.on_src_end = None
+        self._reading = False
+        self._writing = False
+        self._update_reading()
+
+    def __repr__(self):
+        return "<Pump %s>" % (self.name,)
+
+    def _update_reading(self):
+        want = self.src is not None and self.dst is not None and len(self.buf) < self.limit
+        if want and not self._reading:
+            self.loop.add_reader(self.src, self._on_readable)
+            self._reading = True
+        elif not want and self._reading:
+            self.loop.remove_reader(self.src)
+            self._reading = False
+
+    def _read(self, size):
+        """
+        Read once from the source; None when nothing is readable now.
+        """
+        try:
+            data = os.read(self.src, size)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as e:
+            self._end_src(e)
+            return None
+        if not data:
+            self._end_src(None)
+            return None
+        return data
+
+    def _on_readable(self):
+        room = self.limit - len(self.buf)
+        if room > 0:
+            data = self._read(min(room, CHUNK))
+            if data:
+                self.buf += data
+                self._flush()
+        self._update_reading()
+
+    def _end_src(self, error):
+        if self._reading:
+            self.loop.remove_reader(self.src)
+            self._reading = False
+        src, self.src = self.src, None
+        if self.own_src and src is not None:
+            self.loop.close(src)
+        if error is not None and error.errno != errno.EIO:
+            log("%s: read failed: %s" % (self.name, error.strerror))
+        if self.on_src_end is not None:
+            self.on_src_end(error)
+
+    def _flush(self):
+        while self.buf and self.dst is not None:
+            try:
+                n = os.write(self.dst, self.buf)
+            except (BlockingIOError, InterruptedError):
+                if not self._writing:
+                    self.loop.add_writer(self.dst, self._on_writable)
+                    self._writing = True
+                return
+            except OSError as e:
+                log("%s: write failed, dropping output: %s" % (self.name, e.strerror))
+                self._close_dst()
+                return
+            del self.buf[:n]
+        if self._writing and self.dst is not None:
+            self.loop.remove_writer(self.dst)
+            self._writing = False
+        if not self.buf and self.close_dst_when_flushed:
+            self._close_dst()
+
+    def _on_writable(self):
+        self._flush()
+        self._update_reading()
+
+    def _close_dst(self):
+        self.buf = bytearray()
+        dst, self.dst = self.dst, None
+        if dst is not None:
+            if self._writing:
+                self.loop.remove_writer(dst)
+                self._writing = False
+            if self.own_dst:
+                self.loop.close(dst)
+        self._update_reading()
+
+    def close_input(self, trailer=b"", close_dst=False):
+        """
+        Take what is readable from the source now, stop reading it, append
+        C{trailer}, and (if C{close_dst}) close the destination once flushed.
+        Idempotent.
+        """
+        if self.input_closed:
+            return
+        self.input_closed = True
+        taken = 0
+        while self.src is not None and taken < DRAIN_LIMIT:
+            data = self._read(CHUNK)
+            if not data:
+                break
+            self.buf += data
+            taken += len(data)
+        if self.src is not None:
+            if self._reading:
+                self.loop.remove_reader(self.src)
+                self._reading = False
+            src, self.src = self.src, None
+            if self.own_src:
+                self.loop.close(src)
+        self.buf += trailer
+        self.close_dst_when_flushed = close_dst
+        self._flush()
+
+    def drain_and_close(self):
+        """
+        Best effort, never blocking: move what is readable now to the
+        destination, drop what does not fit, and close.
+        """
+        taken = 0
+        while self.src is not None and self.dst is not None and taken < DRAIN_LIMIT:
+            data = self._read(CHUNK)
+            if not data:
+                break
+            self.buf += data
+            taken += len(data)
+            self._flush()
+            if self.buf:
+                break  # destination full: drop the rest
+        self._flush()
+        self.close()
+
+    def close(self):
+        """
+        Stop and close the fds this pump owns; drop buffered bytes.
+        """
+        if self._reading:
+            self.loop.remove_reader(self.src)
+            self._reading = False
+        src, self.src = self.src, None
+        if src is not None and self.own_src:
+            self.loop.close(src)
+        self._close_dst()
+
+
+class Capture:
+    """
+    Collect what a child writes to a pipe, keeping at most C{limit} bytes.
+    """
+
+    def __init__(self, loop, fd, limit):
+        self.loop = loop
+        self.fd = fd
+        self.limit = limit
+        self.chunks = []
+        self.size = 0
+        self.dropped = 0
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._on_readable)
+
+    def _read_once(self):
+        try:
+            data = os.read(self.fd, 256 * 1024)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.loop.close(self.fd)
+            self.fd = None
+            return False
+        keep = self.limit - self.size
+        if keep > 0:
+            self.chunks.append(data[:keep])
+            self.size += min(keep, len(data))
+        self.dropped += max(0, len(data) - max(keep, 0))
+        return True
+
+    def _on_readable(self):
+        if self.fd is not None:
+            self._read_once()
+
+    def finish(self):
+        """
+        Read what is left without blocking, close, return the bytes.
+
+        Called when the child has exited: what it wrote is already in the pipe.
+        A grandchild still holding the pipe loses what it writes later.
+        """
+        budget = self.limit + DRAIN_LIMIT
+        while self.fd is not None and budget > 0 and self._read_once():
+            budget -= 256 * 1024
+        if self.fd is not None:
+            self.loop.close(self.fd)
+            self.fd = None
+        return b"".join(self.chunks)
+
+
+class ConsoleListener:
+    """
+    Listen on a console socket path; the runtime connects and sends the pty
+    master through SCM_RIGHTS.  C{on_master(fd)} is called with it (fd is
+    close-on-exec).  The socket file is removed after accept and on close.
+    """
+
+    def __init__(self, loop, path, on_master):
+        self.loop = loop
+        self.path = path
+        self.on_master = on_master
+        self.conn = None
+        self.listener = None
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StdioError("cannot create console socket %s: %s" % (path, e.strerror))
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            os.chmod(path, 0o600)
+            sock.listen(1)
+            sock.setblocking(False)
+        except OSError as e:
+            sock.close()
+            raise StdioError("cannot create console socket %s: %s" % (path, e.strerror or e))
+        self.listener = sock
+        loop.add_reader(sock.fileno(), self._on_accept)
+
+    def _close_listener(self):
+        if self.listener is not None:
+            self.loop.discard(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    def _close_conn(self):
+        if self.conn is not None:
+            self.loop.discard(self.conn.fileno())
+            self.conn.close()
+            self.conn = None
+
+    def _on_accept(self):
+        try:
+            conn, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        conn.setblocking(False)
+        self._close_listener()
+        self.conn = conn
+        self.loop.add_reader(conn.fileno(), self._on_data)
+
+    def _on_data(self):
+        fdsize = struct.calcsize("i")
+        try:
+            data, ancdata, _, _ = self.conn.recvmsg(
+                4096, socket.CMSG_SPACE(4 * fdsize), socket.MSG_CMSG_CLOEXEC
+            )
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            log("console socket %s: %s" % (self.path, e.strerror))
+            self._close_conn()
+            return
+        fds = []
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % fdsize
+                fds.extend(struct.unpack("%di" % (usable // fdsize), payload[:usable]))
+        if fds:
+            for extra in fds[1:]:
+                close_quietly(extra)
+            self._close_conn()
+            self.on_master(fds[0])
+        elif not data:
+            log("console socket %s: closed without a terminal" % (self.path,))
+            self._close_conn()
+
+    def finish(self):
+        """
+        Pick up a connection or fd already queued in the kernel, then close.
+        """
+        if self.listener is not None:
+            self._on_accept()
+        if self.conn is not None:
+            self._on_data()
+        self._close_listener()
+        self._close_conn()
+
+
+class Proxies:
+    """
+    The stdio proxies of one process: a stdin pipe fed from a FIFO, or a pty
+    master copied to the stdout path and fed from the stdin path.
+
+    Created for a spawn; owned by the registered process after registration;
+    closed when the spawn registers nothing.
+    """
+
+    def __init__(self, loop, name):
+        self.loop = loop
+        self.name = name
+        self.tty = False
+        self.master = None
+        self.tty_stdout = None
+        self.tty_stdin = None
+        self.out_pump = None
+        self.in_pump = None
+
+    def proxy_stdin(self, fifo_fd):
+        """
+        Feed C{fifo_fd} into a fresh pipe; return the pipe's read end (for
+        the child; blocking, close-on-exec).
+        """
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        self.in_pump = Pump(self.loop, fifo_fd, w, "%s stdin" % (self.name,))
+        return r
+
+    def expect_terminal(self, stdout_fd, stdin_fd):
+        """
+        Hold the stdout/stdin fds for the pty proxy until the master arrives.
+        """
+        self.tty = True
+        self.tty_stdout = stdout_fd
+        self.tty_stdin = stdin_fd
+
+    def set_master(self, master):
+        """
+        The runtime sent the pty master: start copying.
+        """
+        if self.master is not None or not self.tty:
+            close_quietly(master)
+            return
+        os.set_blocking(master, False)
+        self.master = master
+        out, self.tty_stdout = self.tty_stdout, None
+        self.out_pump = Pump(self.loop, master, out, "%s pty output" % (self.name,), own_src=False)
+        self.out_pump.on_src_end = self._master_ended
+        stdin, self.tty_stdin = self.tty_stdin, None
+        if stdin is not None:
+            self.in_pump = Pump(self.loop, stdin, master, "%s pty input" % (self.name,), own_dst=False)
+
+    def _master_ended(self, error):
+        # The slave side is closed: writing into it could only fill it up.
+        if self.in_pump is not None:
+            self.in_pump.close()
+            self.in_pump = None
+
+    def close_stdin(self):
+        """
+        Deliver what is in the stdin FIFO, then EOF (pipe closed; pty: ^D).
+        """
+        if self.in_pump is not None:
+            if self.tty:
+                self.in_pump.close_input(trailer=b"\x04")
+            else:
+                self.in_pump.close_input(close_dst=True)
+        elif self.tty_stdin is not None:
+            close_quietly(self.tty_stdin)
+            self.tty_stdin = None
+
+    def resize(self, width, height):
+        """
+        Set the pty window size; False when there is no terminal.
+        """
+        if self.master is None:
+            return False
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        return True
+
+    def close(self, drain=False):
+        """
+        Close everything; with C{drain}, first move what the pty master holds
+        to stdout (best effort, never blocking).
+        """
+        if self.in_pump is not None:
+            self.in_pump.close()
+            self.in_pump = None
+        if self.out_pump is not None:
+            if drain:
+                self.out_pump.drain_and_close()
+            else:
+                self.out_pump.close()
+            self.out_pump = None
+        if self.master is not None:
+            self.loop.close(self.master)
+            self.master = None
+        close_quietly(self.tty_stdout)
+        close_quietly(self.tty_stdin)
+        self.tty_stdout = self.tty_stdin = None
+
+
+def write_record(directory, name, record):
+    """
+    Write C{record} as JSON to C{directory/name} atomically: a temporary file
+    in the same directory, fsync, rename over the final name, fsync the
+    directory.
+    """
+    final = os.path.join(directory, name)
+    tmp = os.path.join(directory, ".%s.%d.tmp" % (name, os.getpid()))
+    data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    os.rename(tmp, final)
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)

@@ -1,0 +1,208 @@
+# -*- test-case-name: tests.unit.test_runtime_runc -*-
+"""
+The runc (and crun: same command line) driver: the only place that builds OCI runtime command lines.
+
+Every command is spawned by the monitor process (L{containerd_tx.monitor.client.MonitorClient}), so that
+container processes are its children and the daemon itself never forks beside grpcio's threads.
+"""
+
+import json
+import os
+import signal as signal_module
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from containerd_tx.errors import DeadlineExceeded, NotFound, RuntimeFailure
+from containerd_tx.runtime.interface import IRuntime
+
+log = Logger()
+
+
+@implementer(IRuntime)
+class RuncRuntime:
+    """
+    Drives a runc-compatible binary.
+
+    @param reactor: for timeouts.
+    @param spawner: the monitor client (C{spawn(argv, ...)}).
+    @param name: the runtime's name as clients give it ("runc", "crun").
+    @param binary: absolute path of the binary.
+    @param root: the runtime's state root (C{--root}), unless C{global_args} already name one.
+    @param global_args: the daemon's C{--runtime-args}, before any per-container ones.
+    """
+
+    def __init__(self, reactor, spawner, name, binary, root, global_args=()):
+        self._reactor = reactor
+        self._spawner = spawner
+        self.name = name
+        self.binary = binary
+        self.root = root
+        self._global_args = list(global_args)
+        #: Runtime starts (run/exec/restore) in flight now, and the most ever seen at once.
+        self.starts_in_flight = 0
+        self.max_starts_in_flight = 0
+        #: Every command line run, with its duration, for --debug logs: (argv, seconds).
+        self.debug = False
+
+    def _argv(self, global_args, *command):
+        args = self._global_args + list(global_args)
+        if not any(a == "--root" or a.startswith("--root=") for a in args):
+            args = ["--root", self.root] + args
+        return [self.binary] + args + list(command)
+
+    # Starts: the runtime's stdio is the process's stdio, so errors come from its log file.
+
+    def run(self, container_id, bundle, process_stdio, register, global_args=(), no_pivot_root=False,
+            console_socket=None, timeout=None):
+        work_dir = register[2]
+        pid_file = os.path.join(work_dir, f"pid-{register[1]}")
+        log_file = os.path.join(work_dir, "runtime.log")
+        command = ["--log", log_file, "--log-format", "json", "run", "-d", "--bundle", bundle,
+                   "--pid-file", pid_file]
+        if no_pivot_root:
+            command.append("--no-pivot")
+        if console_socket:
+            command += ["--console-socket", console_socket]
+        command.append(container_id)
+        return self._start(self._argv(global_args, *command), process_stdio, pid_file, log_file, register,
+                           console_socket, timeout)
+
+    def exec(self, container_id, process_json_path, process_stdio, register, global_args=(),
+             console_socket=None, timeout=None):
+        work_dir = register[2]
+        pid_file = os.path.join(work_dir, f"pid-{register[1]}")
+        log_file = os.path.join(work_dir, "runtime.log")
+        command = ["--log", log_file, "--log-format", "json", "exec", "-d", "--pid-file", pid_file,
+                   "--process", process_json_path]
+        if console_socket:
+            command += ["--console-socket", console_socket]
+        command.append(container_id)
+        return self._start(self._argv(global_args, *command), process_stdio, pid_file, log_file, register,
+                           console_socket, timeout)
+
+    @defer.inlineCallbacks
+    def _start(self, argv, stdio, pid_file, log_file, register, console_socket, timeout):
+        self.starts_in_flight += 1
+        self.max_starts_in_flight = max(self.max_starts_in_flight, self.starts_in_flight)
+        started = self._reactor.seconds()
+        try:
+            spawn = self._spawner.spawn(
+                argv,
+                stdin=stdio[0],
+                stdout=stdio[1],
+                stderr=stdio[2],
+                pid_file=pid_file,
+                register={"container": register[0], "process": register[1], "record_dir": register[2]},
+                console_socket=console_socket,
+            )
+            timed_out = []
+            timer = None
+            if timeout:
+                def expire():
+                    timed_out.append(True)
+                    spawn.kill(signal_module.SIGKILL).addErrback(lambda f: None)
+
+                timer = self._reactor.callLater(timeout, expire)
+            try:
+                result = yield spawn.result
+            finally:
+                if timer is not None and timer.active():
+                    timer.cancel()
+            if timed_out:
+                raise DeadlineExceeded(
+                    f"{self.name} did not start {register[0]} within {timeout:g}s; it was killed"
+                )
+            if result.status != 0:
+                raise RuntimeFailure(self._failure_text(argv, result, log_file))
+            return result.pid
+        finally:
+            self.starts_in_flight -= 1
+            self._debug(argv, started)
+
+    def _failure_text(self, argv, result, log_file):
+        message = _last_log_error(log_file) or (result.stderr or b"").decode(errors="replace").strip()
+        if not message:
+            message = f"exit status {result.status}"
+        return f"{self.name} {_subcommand(argv)} failed: {message}"
+
+    # Everything else: output captured.
+
+    @defer.inlineCallbacks
+    def _call(self, global_args, *command, container_id=None):
+        argv = self._argv(global_args, *command)
+        started = self._reactor.seconds()
+        try:
+            result = yield self._spawner.spawn(argv, capture=True).result
+        finally:
+            self._debug(argv, started)
+        if result.status != 0:
+            text = (result.stderr or b"").decode(errors="replace").strip() or (
+                result.stdout or b"").decode(errors="replace").strip()
+            text = _json_msg(text) or text or f"exit status {result.status}"
+            if container_id and ("does not exist" in text or "not found" in text.lower()):
+                raise NotFound(f"{self.name}: container {container_id} does not exist")
+            raise RuntimeFailure(f"{self.name} {command[0]} failed: {text}")
+        return result.stdout or b""
+
+    def kill(self, container_id, signal, global_args=(), all=False):
+        command = ["kill"] + (["--all"] if all else []) + [container_id, str(int(signal))]
+        return self._call(global_args, *command, container_id=container_id)
+
+    def delete(self, container_id, global_args=(), force=False):
+        command = ["delete"] + (["--force"] if force else []) + [container_id]
+        return self._call(global_args, *command, container_id=container_id)
+
+    def pause(self, container_id, global_args=()):
+        return self._call(global_args, "pause", container_id, container_id=container_id)
+
+    def resume(self, container_id, global_args=()):
+        return self._call(global_args, "resume", container_id, container_id=container_id)
+
+    def update(self, container_id, resources_json_path, global_args=()):
+        return self._call(global_args, "update", "--resources", resources_json_path, container_id,
+                          container_id=container_id)
+
+    @defer.inlineCallbacks
+    def list(self, global_args=()):
+        output = yield self._call(global_args, "list", "--format", "json")
+        return json.loads(output or b"null") or []
+
+    def _debug(self, argv, started):
+        if self.debug:
+            log.debug("runtime: {argv} ({ms:.1f} ms)", argv=" ".join(argv),
+                      ms=(self._reactor.seconds() - started) * 1000)
+
+
+def _subcommand(argv):
+    for word in ("run", "exec", "restore", "create"):
+        if word in argv:
+            return word
+    return argv[-1]
+
+
+def _json_msg(text):
+    """runc --log-format json lines: the last error message, if the text is such lines."""
+    message = None
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal") and entry.get("msg"):
+            message = entry["msg"]
+    return message
+
+
+def _last_log_error(path, tail=65536):
+    """The last error message the runtime wrote to its JSON log file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - tail))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return _json_msg(text)

@@ -1,0 +1,159 @@
+# -*- test-case-name: tests.unit.test_state_store -*-
+"""
+The daemon's records on disk, in the state dir, so that a restarted daemon finds its containers again.
+
+Layout (every file written atomically: temporary file, fsync, rename)::
+
+    <state-dir>/containers/<id>/container.json      the container (bundle, runtime, labels, cgroups, ...)
+    <state-dir>/containers/<id>/process-<pid>.json  each process (init and exec'd), with its host pid
+    <state-dir>/containers/<id>/exit-<pid>.json     exit records, written by the monitor process
+    <state-dir>/containers/<id>/runtime.log         the runtime's own log (errors of run/exec)
+
+Ids are validated before they reach here, so a path built from one never leaves its folder.
+"""
+
+import json
+import os
+import shutil
+
+from twisted.logger import Logger
+
+from containerd_tx.model import Container, Process
+
+log = Logger()
+
+_TMP_PREFIX = ".tmp-"
+
+
+def write_atomically(path, data):
+    """
+    Replace C{path} with C{data} (bytes) so that readers see either the old or the new file, never a torn one.
+    """
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, _TMP_PREFIX + name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def _dump(record):
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+class StateStore:
+    """
+    Reads and writes container records under C{<state-dir>/containers}.
+    """
+
+    def __init__(self, state_dir):
+        self.root = os.path.join(state_dir, "containers")
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+
+    def container_dir(self, container_id):
+        """The folder of one container's records."""
+        return os.path.join(self.root, container_id)
+
+    def runtime_log(self, container_id):
+        """Where the runtime writes its log for this container."""
+        return os.path.join(self.container_dir(container_id), "runtime.log")
+
+    def pid_file(self, container_id, process_id):
+        """Where the runtime writes the host pid of a process it starts."""
+        return os.path.join(self.container_dir(container_id), f"pid-{process_id}")
+
+    def save_container(self, container):
+        """Write (or rewrite) a container's own record."""
+        directory = self.container_dir(container.id)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        write_atomically(os.path.join(directory, "container.json"), _dump(container.to_record()))
+
+    def save_process(self, container_id, process):
+        """Write (or rewrite) one process record of a container."""
+        path = os.path.join(self.container_dir(container_id), f"process-{process.id}.json")
+        write_atomically(path, _dump(process.to_record()))
+
+    def remove_process(self, container_id, process_id):
+        """Forget one process (its record, pid file and exit record)."""
+        directory = self.container_dir(container_id)
+        for name in (f"process-{process_id}.json", f"exit-{process_id}.json", f"pid-{process_id}"):
+            _unlink(os.path.join(directory, name))
+
+    def remove_exit_record(self, container_id, process_id):
+        """Drop an exit record once its event is in the event log."""
+        _unlink(os.path.join(self.container_dir(container_id), f"exit-{process_id}.json"))
+
+    def remove_container(self, container_id):
+        """Forget a container and every record of it."""
+        shutil.rmtree(self.container_dir(container_id), ignore_errors=True)
+
+    def read_exit_records(self, container_id):
+        """
+        Exit records the monitor wrote for a container, as dicts, oldest first.
+        """
+        directory = self.container_dir(container_id)
+        records = []
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return records
+        for name in names:
+            if name.startswith("exit-") and name.endswith(".json"):
+                record = _read_json(os.path.join(directory, name))
+                if record is not None:
+                    records.append(record)
+        records.sort(key=lambda r: r.get("time_ns", 0))
+        return records
+
+    def load(self):
+        """
+        Read every container back, removing torn temporary files and folders without a container record.
+
+        @return: a list of L{Container}s with their processes.
+        """
+        containers = []
+        for container_id in sorted(os.listdir(self.root)):
+            directory = self.container_dir(container_id)
+            if not os.path.isdir(directory):
+                continue
+            for name in os.listdir(directory):
+                if name.startswith(_TMP_PREFIX):
+                    _unlink(os.path.join(directory, name))
+            record = _read_json(os.path.join(directory, "container.json"))
+            if record is None:
+                log.warn("removing container folder {dir} without a readable record", dir=directory)
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            processes = {}
+            for name in os.listdir(directory):
+                if name.startswith("process-") and name.endswith(".json"):
+                    process_record = _read_json(os.path.join(directory, name))
+                    if process_record is not None:
+                        process = Process.from_record(process_record)
+                        processes[process.id] = process
+            try:
+                containers.append(Container.from_record(record, processes))
+            except TypeError as e:
+                log.warn("removing container {id}: unreadable record ({e})", id=container_id, e=e)
+                shutil.rmtree(directory, ignore_errors=True)
+        return containers
+
+
+def _read_json(path):
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
