@@ -93,12 +93,13 @@ class APIService(pb_grpc.APIServicer):
             runtime_args=list(request.runtimeArgs),
             no_pivot_root=request.noPivotRoot,
         )
-        container, pids = self._bridge.call(self._create, create)
-        return pb.CreateContainerResponse(container=container_to_proto(container, pids))
+        container = self._bridge.call(self._create, create)
+        return pb.CreateContainerResponse(container=container)
 
     async def _create(self, create):
         container = await self._supervisor.create(create)
-        return container, self._supervisor.pids(container)
+        # Converted in the reactor thread: a snapshot taken before any later change of the container.
+        return container_to_proto(container, self._supervisor.pids(container))
 
     @_translated
     def Signal(self, request, context):
@@ -112,14 +113,14 @@ class APIService(pb_grpc.APIServicer):
     def State(self, request, context):
         if request.id:
             validate_id(request.id)
-        containers, machine = self._bridge.call(self._state, request.id)
-        return pb.StateResponse(
-            containers=[container_to_proto(c, pids) for c, pids in containers],
-            machine=pb.Machine(cpus=machine.cpus, memory=machine.memory),
-        )
+        return self._bridge.call(self._state, request.id)
 
     def _state(self, container_id):
-        return self._supervisor.list(container_id), self._supervisor.machine
+        machine = self._supervisor.machine
+        return pb.StateResponse(
+            containers=[container_to_proto(c, pids) for c, pids in self._supervisor.list(container_id)],
+            machine=pb.Machine(cpus=machine.cpus, memory=machine.memory),
+        )
 
     def Events(self, request, context):
         try:

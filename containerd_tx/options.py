@@ -57,7 +57,7 @@ class DaemonOptions(usage.Options):
     optParameters = [
         ["id", None, "deathstar", "unique containerd id to identify the instance (used in metric names)"],
         ["state-dir", None, DEFAULT_STATE_DIR, "runtime state directory"],
-        ["concurrency", "c", "10", "max concurrent runtime starts (containers being created at once)", int],
+        ["concurrency", "c", 10, "max concurrent runtime starts (containers being created at once)", int],
         ["metrics-interval", None, "1m0s",
          "interval for flushing metrics to the log and graphite (Go duration, e.g. 30s, 5m; 0 turns it off)"],
         ["listen", "l", DEFAULT_SOCKET,
@@ -67,11 +67,11 @@ class DaemonOptions(usage.Options):
          "Twisted endpoint serving Prometheus metrics and /healthz, e.g. tcp:1338:interface=127.0.0.1 (off by default)"],
         ["runtime", None, "runc", "name or path of the OCI compliant runtime to use (runc, crun)"],
         ["start-timeout", None, "30s", "timeout duration for waiting on a container to start before it is killed"],
-        ["retain-count", None, "500", "number of past events to keep in the event log", int],
+        ["retain-count", None, 500, "number of past events to keep in the event log", int],
         ["log-level", None, "info", "log level: " + ", ".join(LOG_LEVELS)],
         ["log-format", None, "text", "log format: text or json (one JSON object per line)"],
         ["group", None, "", "group that may use the API socket (socket is root:<group>, mode 0660)"],
-        ["max-subscribers", None, "128", "maximum concurrent Events streams", int],
+        ["max-subscribers", None, 128, "maximum concurrent Events streams", int],
     ]
 
     def __init__(self):
@@ -85,7 +85,7 @@ class DaemonOptions(usage.Options):
         """
         self["runtime-args"].append(value)
 
-    opt_runtime_args.__doc__ = opt_runtime_args.__doc__.strip()
+    opt_runtime_args.__doc__ = " ".join(opt_runtime_args.__doc__.split())
 
     def opt_version(self):
         """
@@ -164,6 +164,9 @@ class DaemonOptions(usage.Options):
 
 def _parse_host_port(text):
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # isdigit() alone accepts "²", which int() refuses; an IPv6 host needs brackets ("[::1]:2003").
+    bare_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    port_ok = port.isascii() and port.isdigit() and 0 < int(port) < 65536
+    if not sep or not host.strip("[]") or bare_ipv6 or not port_ok:
         raise usage.UsageError(f"--graphite-address {text!r}: expected host:port")
     return (host.strip("[]"), int(port))

@@ -168,7 +168,8 @@ class Supervisor:
         self._started(container, pid)
         if self.metrics is not None:
             self.metrics.timer("container-start-time").update(self._reactor.seconds() - started)
-        self._deliver_early_exit(container.id, INIT)
+        # The caller sees the container running first; an exit that came early is handled next turn.
+        self._reactor.callLater(0, self._deliver_early_exit, container.id, INIT)
         return container
 
     async def _start_init(self, container, runtime):

@@ -4,6 +4,7 @@ C{twistd containerd}: option parsing lives in L{containerd_tx.options}; this mod
 """
 
 import os
+import signal
 import sys
 
 # grpcio must not try to handle fork(); we never fork beside its threads (see design.md, Pitfalls).
@@ -39,6 +40,16 @@ class _TwistdContainerd(ContainerdService):
         except StartupError as e:
             raise SystemExit(f"containerd: {e}")
         log.info("containerd-tx starting: {config}", config=self.config.describe())
+        self.reactor.callWhenRunning(self._handle_signals)
+
+    def _handle_signals(self):
+        # twistd re-raises SIGTERM/SIGINT after shutdown (exit status -15); a clean stop exits 0 instead.
+        def stop(signum, frame):
+            log.info("received {name}, shutting down", name=signal.Signals(signum).name)
+            self.reactor.callFromThread(self.reactor.stop)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop)
 
 
 def makeService(config, reactor=None):

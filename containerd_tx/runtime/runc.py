@@ -86,6 +86,9 @@ class RuncRuntime:
     def _start(self, argv, stdio, pid_file, log_file, register, console_socket, timeout):
         self.starts_in_flight += 1
         self.max_starts_in_flight = max(self.max_starts_in_flight, self.starts_in_flight)
+        if self.debug:
+            log.debug("runtime: starting {id}: {n} starts in flight, most at once so far {most}",
+                      id=register[0], n=self.starts_in_flight, most=self.max_starts_in_flight)
         started = self._reactor.seconds()
         try:
             spawn = self._spawner.spawn(

@@ -1,0 +1,504 @@
+# -*- test-case-name: tests.unit.test_monitor_client -*-
+"""
+The daemon's side of the container monitor: a Twisted client for
+C{monitord.py} (see that module for the process and the wire protocol).
+
+L{MonitorClient.connect} connects to C{DIR/monitor.sock}, starting the
+monitor first if nothing answers, and says hello.  Everything runs in the
+reactor thread and nothing blocks it.
+"""
+
+import base64
+import json
+import os
+import signal
+import sys
+from collections import namedtuple
+
+from twisted.internet import defer, error
+from twisted.internet.endpoints import UNIXClientEndpoint
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+#: Path of the monitor script, run as C{python -S MONITORD_PATH}.
+MONITORD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitord.py")
+
+log = Logger()
+
+
+class MonitorError(Exception):
+    """
+    The monitor refused or failed a request (C{"ok": false}), or could not be
+    started or reached.
+    """
+
+
+class MonitorLost(MonitorError):
+    """
+    The connection to the monitor ended before the reply came.
+    """
+
+
+SpawnResult = namedtuple("SpawnResult", "status stdout stderr pid")
+SpawnResult.__doc__ = """
+The outcome of a spawned command: exit C{status} (128 + signal number when
+killed), captured C{stdout}/C{stderr} bytes (empty unless captured), and the
+C{pid} read from the pid file (None without one).
+"""
+
+
+class Spawn:
+    """
+    A command the monitor runs for us.
+
+    @ivar tag: the request tag (what L{kill} targets).
+    @ivar started: Deferred firing with the spawned command's pid once it
+        runs, or with None if it never ran (the reason comes through
+        C{result}).
+    @ivar result: Deferred firing with a L{SpawnResult} when the command has
+        exited, or failing with L{MonitorError}/L{MonitorLost}.
+    """
+
+    def __init__(self, client, tag):
+        self._client = client
+        self.tag = tag
+        self.started = defer.Deferred()
+        self.result = defer.Deferred()
+
+    def kill(self, signum=signal.SIGKILL):
+        """
+        Signal the running command (e.g. on a start timeout).
+
+        @return: Deferred firing when the monitor has sent the signal; fails
+            with L{MonitorError} if the command is no longer running.
+        """
+        return self._client._request({"op": "kill", "target": self.tag, "signal": int(signum)})
+
+    def _spawned(self, pid):
+        if not self.started.called:
+            self.started.callback(pid)
+
+    def _replied(self, message):
+        self._spawned(None)
+        if message.get("ok"):
+            self.result.callback(
+                SpawnResult(
+                    message["status"],
+                    base64.b64decode(message.get("stdout") or ""),
+                    base64.b64decode(message.get("stderr") or ""),
+                    message.get("pid"),
+                )
+            )
+        else:
+            self.result.errback(MonitorError(message.get("error", "unknown error")))
+
+    def _lost(self, failure):
+        self._spawned(None)
+        self.result.errback(failure)
+
+
+class _MonitorConnection(Protocol):
+    """
+    Newline-delimited JSON framing; lines go to the L{MonitorClient}.
+    """
+
+    client = None
+
+    def __init__(self):
+        self._partial = []
+        self.closed = False
+        self._lost_waiters = []
+
+    def whenLost(self):
+        """
+        @return: Deferred firing once the connection is closed.
+        """
+        if self.closed:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._lost_waiters.append(d)
+        return d
+
+    def dataReceived(self, data):
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            line = data[start:end]
+            if self._partial:
+                self._partial.append(line)
+                line = b"".join(self._partial)
+                self._partial = []
+            start = end + 1
+            self._lineReceived(line)
+        if start < len(data):
+            self._partial.append(data[start:])
+
+    def _lineReceived(self, line):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            log.error("monitor sent a line that is not JSON: {line!r}", line=line[:200])
+            return
+        if self.client is not None:
+            self.client._message(message)
+
+    def send(self, message):
+        self.transport.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    def connectionLost(self, reason):
+        self.closed = True
+        if self.client is not None:
+            self.client._connectionLost(reason)
+        waiters, self._lost_waiters = self._lost_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+
+class MonitorProcess(ProcessProtocol):
+    """
+    Watches a monitor this daemon started: waits for C{ready <pid>}, reaps
+    it, logs its exit.
+    """
+
+    def __init__(self, reactor, state_dir):
+        self._reactor = reactor
+        self.state_dir = state_dir
+        self.pid = None
+        self.ready = defer.Deferred()
+        self.ended = False
+        self._output = b""
+        self._waiters = []
+
+    def outReceived(self, data):
+        if self.ready.called:
+            return
+        self._output += data
+        if b"\n" in self._output:
+            line = self._output.split(b"\n", 1)[0]
+            words = line.split()
+            if len(words) == 2 and words[0] == b"ready" and words[1].isdigit():
+                self.pid = int(words[1])
+                self.ready.callback(self.pid)
+            else:
+                self.ready.errback(MonitorError("monitor said %r instead of ready" % (line[:200],)))
+        elif len(self._output) > 4096:
+            self.ready.errback(MonitorError("monitor printed no ready line"))
+
+    def processEnded(self, reason):
+        self.ended = True
+        code = getattr(reason.value, "exitCode", None)
+        sig = getattr(reason.value, "signal", None)
+        if code == 0:
+            log.info("container monitor for {dir} exited", dir=self.state_dir)
+        else:
+            log.warn(
+                "container monitor for {dir} ended: exit code {code}, signal {sig} (see monitor.log)",
+                dir=self.state_dir,
+                code=code,
+                sig=sig,
+            )
+        if not self.ready.called:
+            self.ready.errback(
+                MonitorError("monitor exited before it was ready (exit code %s, signal %s)" % (code, sig))
+            )
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(reason)
+
+    def whenEnded(self):
+        """
+        @return: Deferred firing with the exit reason once the monitor has
+            exited and been reaped (at once if it has).
+        """
+        if self.ended:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiters.append(d)
+        return d
+
+
+def start_monitor(reactor, state_dir, python=sys.executable, idle_exit=None):
+    """
+    Start C{monitord.py} for C{state_dir} with C{reactor.spawnProcess}
+    (posix_spawn: no uid/gid/usePTY/path), stdin /dev/null, stderr appended
+    to C{state_dir/monitor.log}.
+
+    @return: the L{MonitorProcess}; its C{ready} fires with the monitor's pid.
+    """
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    args = [python, "-S", MONITORD_PATH, "--state-dir", state_dir]
+    if idle_exit is not None:
+        args += ["--idle-exit", repr(float(idle_exit))]
+    watcher = MonitorProcess(reactor, state_dir)
+    logfd = os.open(
+        os.path.join(state_dir, "monitor.log"),
+        os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+        0o640,
+    )
+    try:
+        nullfd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            reactor.spawnProcess(
+                watcher, python, args, env=dict(os.environ), childFDs={0: nullfd, 1: "r", 2: logfd}
+            )
+        finally:
+            os.close(nullfd)
+    finally:
+        os.close(logfd)
+    return watcher
+
+
+class MonitorClient:
+    """
+    One connection to the container monitor; use only in the reactor thread.
+
+    @ivar monitor_pid: the monitor's pid (from hello).
+    @ivar processes: registered processes at hello time, dicts with
+        container, process, pid, tty.
+    @ivar monitor_process: the L{MonitorProcess} if this client started the
+        monitor, else None.
+    @ivar on_exit: called with each exit notification (a dict with
+        container, process, pid, status, time_ns and maybe unknown).
+    @ivar on_lost: called with the reason when the connection is lost other
+        than by L{disconnect} (e.g. the monitor died).
+    """
+
+    on_exit = None
+    on_lost = None
+
+    def __init__(self, reactor, connection, state_dir):
+        self._reactor = reactor
+        self._connection = connection
+        connection.client = self
+        self.state_dir = state_dir
+        self._tag = 0
+        self._pending = {}
+        self._spawns = {}
+        self._connected = True
+        self._disconnecting = False
+        self.monitor_pid = None
+        self.processes = []
+        self.monitor_process = None
+
+    @classmethod
+    def connect(cls, reactor, state_dir, python=sys.executable, idle_exit=None, timeout=10.0):
+        """
+        Connect to the monitor of C{state_dir}, starting it if nothing
+        answers, and say hello.
+
+        @param python: the interpreter for a monitor we start (use the real
+            path, not a pyenv shim: it runs with C{-S}).
+        @param idle_exit: C{--idle-exit} for a monitor we start (None: its
+            default).
+        @param timeout: seconds to get a connected, greeted monitor.
+        @return: Deferred firing with a connected L{MonitorClient}, or failing
+            with L{MonitorError}.
+        """
+        return defer.ensureDeferred(cls._connect(reactor, os.path.abspath(state_dir), python, idle_exit, timeout))
+
+    @classmethod
+    async def _connect(cls, reactor, state_dir, python, idle_exit, timeout):
+        deadline = reactor.seconds() + timeout
+        sock_path = os.path.join(state_dir, "monitor.sock")
+        started = None
+        problem = "nothing tried"
+        while reactor.seconds() < deadline:
+            connection = None
+            try:
+                connection = await UNIXClientEndpoint(reactor, sock_path, timeout=5).connect(
+                    Factory.forProtocol(_MonitorConnection)
+                )
+            except error.ConnectError as e:
+                problem = "cannot connect to %s: %s" % (sock_path, e)
+            if connection is not None:
+                client = cls(reactor, connection, state_dir)
+                client.monitor_process = started
+                try:
+                    await client._hello()
+                except MonitorLost as e:
+                    # e.g. the monitor was exiting on idle as we connected
+                    problem = "monitor went away during hello: %s" % (e,)
+                else:
+                    return client
+            elif started is None or started.ended:
+                try:
+                    started = start_monitor(reactor, state_dir, python, idle_exit)
+                except OSError as e:
+                    raise MonitorError("cannot start the monitor for %s: %s" % (state_dir, e))
+                ready = started.ready
+                ready.addTimeout(max(0.1, deadline - reactor.seconds()), reactor)
+                try:
+                    await ready
+                    continue
+                except defer.TimeoutError:
+                    if not started.ended:
+                        started.transport.signalProcess("KILL")
+                    problem = "monitor started but not ready in time"
+                    break
+                except MonitorError as e:
+                    # most likely another monitor won the lock and is starting
+                    problem = str(e)
+            await deferLater(reactor, 0.05, lambda: None)
+        raise MonitorError("cannot reach the monitor of %s: %s" % (state_dir, problem))
+
+    async def _hello(self):
+        reply = await self._request({"op": "hello"})
+        self.monitor_pid = reply["pid"]
+        self.processes = reply.get("processes", [])
+        if reply.get("protocol") != 1:
+            log.warn("monitor speaks protocol {p}", p=reply.get("protocol"))
+
+    # Requests ----------------------------------------------------------------
+
+    def _send(self, message):
+        self._tag += 1
+        message = dict(message, tag=self._tag)
+        self._connection.send(message)
+        return self._tag
+
+    def _request(self, message):
+        if not self._connected:
+            return defer.fail(MonitorLost("not connected to the monitor"))
+        d = defer.Deferred()
+        self._pending[self._send(message)] = d
+        return d
+
+    def spawn(
+        self,
+        argv,
+        *,
+        capture=False,
+        stdin=None,
+        stdout=None,
+        stderr=None,
+        env=None,
+        pid_file=None,
+        register=None,
+        console_socket=None,
+    ):
+        """
+        Have the monitor run C{argv} (C{argv[0]} an absolute path).
+
+        @param capture: capture stdout/stderr (stdin /dev/null), else use the
+            stdio paths (None: /dev/null).
+        @param env: the child's environment; None: the monitor's.
+        @param pid_file: after exit 0, read a pid from this file.
+        @param register: C{dict(container=, process=, record_dir=)}: register
+            the pid from C{pid_file} as that process.
+        @param console_socket: path on which the runtime sends a pty master;
+            then C{stdin}/C{stdout} feed the terminal.
+        @return: a L{Spawn}.
+        """
+        message = {
+            "op": "spawn",
+            "argv": list(argv),
+            "env": None if env is None else dict(env),
+            "capture": bool(capture),
+            "stdin": stdin,
+            "stdout": stdout,
+            "stderr": stderr,
+            "pid_file": pid_file,
+            "register": None if register is None else dict(register),
+            "console_socket": console_socket,
+        }
+        if not self._connected:
+            spawn = Spawn(self, None)
+            spawn._lost(Failure(MonitorLost("not connected to the monitor")))
+            return spawn
+        tag = self._send(message)
+        spawn = self._spawns[tag] = Spawn(self, tag)
+        return spawn
+
+    def resize(self, container, process, width, height):
+        """
+        Set the terminal size of a registered tty process.
+        """
+        return self._request(
+            {"op": "resize", "container": container, "process": process, "width": width, "height": height}
+        )
+
+    def close_stdin(self, container, process):
+        """
+        Deliver what its stdin FIFO holds, then EOF.  Idempotent.
+        """
+        return self._request({"op": "close_stdin", "container": container, "process": process})
+
+    def adopt(self, container, process, pid, record_dir):
+        """
+        Watch a live pid that is not the monitor's child; its exit status
+        will be unknown (255, C{unknown: true}).
+        """
+        return self._request(
+            {"op": "adopt", "container": container, "process": process, "pid": pid, "record_dir": record_dir}
+        )
+
+    def forget(self, container, process):
+        """
+        Drop a registration without writing an exit record.
+        """
+        return self._request({"op": "forget", "container": container, "process": process})
+
+    def disconnect(self):
+        """
+        Close the connection (the daemon is stopping); the monitor keeps
+        running.  Pending requests fail with L{MonitorLost}.
+
+        @return: Deferred firing when the connection is closed.
+        """
+        if self._connected:
+            self._disconnecting = True
+            self._connection.transport.loseConnection()
+        return self._connection.whenLost()
+
+    # Incoming ------------------------------------------------------------------
+
+    def _message(self, message):
+        event = message.get("event")
+        if event == "exit":
+            if self.on_exit is not None:
+                try:
+                    self.on_exit(message)
+                except Exception:
+                    log.failure("on_exit handler failed")
+            return
+        if event == "spawned":
+            spawn = self._spawns.get(message.get("tag"))
+            if spawn is not None:
+                spawn._spawned(message.get("spawn_pid"))
+            return
+        if event is not None:
+            log.info("monitor event {event} ignored", event=event)
+            return
+        tag = message.get("tag")
+        spawn = self._spawns.pop(tag, None)
+        if spawn is not None:
+            spawn._replied(message)
+            return
+        d = self._pending.pop(tag, None)
+        if d is None:
+            log.error("monitor reply without a request: {message!r}", message=message)
+        elif message.get("ok"):
+            d.callback(message)
+        else:
+            d.errback(MonitorError(message.get("error", "unknown error")))
+
+    def _connectionLost(self, reason):
+        self._connected = False
+        why = "disconnected" if self._disconnecting else "connection to the monitor lost: %s" % (
+            reason.getErrorMessage(),
+        )
+        pending, self._pending = self._pending, {}
+        spawns, self._spawns = self._spawns, {}
+        for d in pending.values():
+            d.errback(MonitorLost(why))
+        for spawn in spawns.values():
+            spawn._lost(Failure(MonitorLost(why)))
+        if not self._disconnecting and self.on_lost is not None:
+            try:
+                self.on_lost(reason)
+            except Exception:
+                log.failure("on_lost handler failed")

@@ -1,0 +1,92 @@
+# -*- test-case-name: tests.unit.test_ctr_cli -*-
+"""
+click plumbing shared by the commands: the global settings, the lazy connection, the --format option, the
+one-line failure, and groups whose commands have aliases.
+"""
+
+import click
+
+from ctr import client
+
+
+class Failure(click.ClickException):
+    """An error shown as one line, C{ctr: <message>}, on stderr; exit status 1."""
+
+    exit_code = 1
+
+    def __init__(self, message):
+        super().__init__(" ".join(str(message).split()))
+
+    def show(self, file=None):
+        click.echo(f"ctr: {self.format_message()}", file=file, err=file is None)
+
+
+class Settings:
+    """
+    The global options (the root context's C{obj}) and the connection made from them on first use.
+
+    @ivar address: the L{client.Address} to dial.
+    @ivar connect_timeout: seconds to wait for the daemon.
+    @ivar debug: whether --debug was given.
+    """
+
+    def __init__(self, address, connect_timeout, debug):
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.debug = debug
+        self._client = None
+
+    def log(self, line):
+        """Print a debug line on stderr when --debug was given."""
+        if self.debug:
+            click.echo(f"ctr: debug: {line}", err=True)
+
+    def client(self, ctx):
+        """
+        @return: the L{client.Client}, connecting on first use; it is closed when C{ctx} closes.
+        @raise client.ConnectError: when no daemon answers.
+        """
+        if self._client is None:
+            self._client = client.connect(
+                self.address, self.connect_timeout, log=self.log if self.debug else None
+            )
+            ctx.call_on_close(self._client.close)
+        return self._client
+
+
+def api():
+    """
+    The C{types.API} stub of the current command's connection (connecting on first use).
+
+    @raise client.ConnectError: when no daemon answers.
+    """
+    root = click.get_current_context().find_root()
+    return root.obj.client(root).api
+
+
+def settings():
+    """@return: the L{Settings} of the current command."""
+    return click.get_current_context().find_root().obj
+
+
+def format_option(plain="table"):
+    """
+    The C{--format/-o} option, stored as C{fmt}: C{plain} (the default, for people) or C{json} (for scripts).
+    """
+    return click.option(
+        "--format", "-o", "fmt", type=click.Choice([plain, "json"]), default=plain, show_default=True,
+        help="Output format.",
+    )
+
+
+class AliasGroup(click.Group):
+    """A group whose commands may also be called by short aliases (C{aliases = {"ls": "list"}})."""
+
+    aliases = {}
+
+    def get_command(self, ctx, cmd_name):
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command else name), command, rest

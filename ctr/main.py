@@ -1,0 +1,104 @@
+# -*- test-case-name: tests.unit.test_ctr_cli -*-
+"""
+The C{ctr} command: global options, the command tree, and how errors end the program.
+
+Every error from the daemon or the connection ends as one line on stderr, C{ctr: <message>}, with exit
+status 1 (with C{--debug}, the traceback comes first); usage errors are click's, with status 2.
+"""
+
+import traceback
+
+import click
+import grpc
+
+from containerd_tx import __version__
+from ctr import cli, client, output
+from ctr.containers import containers
+from ctr.events import events
+from ctr.state import state
+from ctr.version import version
+
+#: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+
+class _Root(click.Group):
+    """The root group: turns errors raised by any command into L{cli.Failure} and Ctrl-C into status 130."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except grpc.RpcError as error:
+            raise self._failure(ctx, client.describe_rpc_error(error)) from None
+        except client.ClientError as error:
+            raise self._failure(ctx, str(error)) from None
+        except BrokenPipeError:
+            raise  # click's own handling: exit quietly
+        except OSError as error:
+            where = f": {error.filename}" if error.filename else ""
+            raise self._failure(ctx, f"{error.strerror or error}{where}") from None
+        except KeyboardInterrupt:
+            ctx.exit(INTERRUPTED)
+
+    @staticmethod
+    def _failure(ctx, message):
+        if isinstance(ctx.obj, cli.Settings) and ctx.obj.debug:
+            traceback.print_exc()
+        return cli.Failure(message)
+
+
+def _address(ctx, param, value):
+    try:
+        return client.parse_address(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+
+
+def _timeout(ctx, param, value):
+    if value <= 0:
+        raise click.BadParameter("must be more than zero", ctx, param)
+    return value
+
+
+@click.group(
+    cls=_Root,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=f"""\b
+Examples:
+  ctr containers
+  ctr --address unix:///run/containerd-tx.sock containers start -a web /srv/bundles/web
+  CONTAINERD_ADDRESS=/tmp/c.sock ctr events --format json
+
+\b
+Exit status:
+  0    success
+  1    error from the daemon, or no daemon answered (one line on stderr: "ctr: ...")
+  2    usage error
+  {INTERRUPTED}  interrupted (Ctrl-C)
+  With --attach: the exit status of the container's process.
+""",
+)
+@click.option("--address", envvar=client.ADDRESS_ENV, show_envvar=True, default=client.DEFAULT_ADDRESS,
+              show_default=True, callback=_address, metavar="ADDR",
+              help="Daemon socket: unix:///abs/path, unix://rel/path or a bare path.")
+@click.option("--debug", is_flag=True, help="Log calls to stderr, and print tracebacks of errors.")
+@click.option("--connect-timeout", type=output.DURATION, default="5s", show_default=True, callback=_timeout,
+              help="How long to wait for the daemon to answer (5s, 500ms, 1m).")
+@click.version_option(__version__, "--version", prog_name="ctr", message="%(prog)s version %(version)s")
+@click.pass_context
+def ctr(ctx, address, debug, connect_timeout):
+    """Control containerd-tx, the container daemon, over its gRPC API."""
+    ctx.obj = cli.Settings(address, connect_timeout, debug)
+
+
+for _command in (containers, events, state, version):
+    ctr.add_command(_command)
+
+
+def main():
+    """The console script's entry point (C{ctr = ctr.main:main})."""
+    ctr(prog_name="ctr")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+# -*- test-case-name: tests.unit.test_ctr_output -*-
+"""
+What ctr prints and the values it parses: aligned tables, JSON, human sizes, sizes and durations.
+"""
+
+import json
+import re
+
+import click
+
+#: Spaces between two table columns (at least two, like tabwriter's padding).
+PADDING = 3
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_SIZE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(?:i?b)?$", re.IGNORECASE)
+_HUMAN_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def _cell(value):
+    return "" if value is None else str(value)
+
+
+def format_table(headers, rows, padding=PADDING):
+    """
+    Lay out a table the way Go's tabwriter does: every column as wide as its widest cell plus C{padding}
+    spaces; the last column is not padded and no line has trailing spaces.
+
+    @param headers: the column names.
+    @param rows: sequences of cells, one per column (C{None} prints as empty).
+    @return: the lines, header first, without newlines.
+    """
+    table = [[_cell(c) for c in headers]] + [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    return [_join(row, widths, padding) for row in table]
+
+
+def _join(cells, widths, padding):
+    parts = [cell.ljust(width + padding) for cell, width in zip(cells[:-1], widths)]
+    return ("".join(parts) + cells[-1]).rstrip()
+
+
+def print_table(headers, rows):
+    """Print L{format_table} to stdout."""
+    for line in format_table(headers, rows):
+        click.echo(line)
+
+
+class StreamTable:
+    """
+    A table printed one row at a time (for streams, where later rows are unknown): the columns have fixed
+    minimum widths and a longer cell pushes the rest of its row to the right.
+    """
+
+    def __init__(self, headers, widths, padding=PADDING):
+        """
+        @param headers: the column names.
+        @param widths: the minimum width of each column (the header's width counts too).
+        """
+        self.headers = [str(h) for h in headers]
+        self.widths = [max(w, len(h)) for h, w in zip(self.headers, widths)]
+        self.padding = padding
+
+    def format(self, row):
+        """@return: the line for C{row} (a sequence of cells), without newline."""
+        return _join([_cell(c) for c in row], self.widths, self.padding)
+
+    def header(self):
+        """@return: the header line."""
+        return self.format(self.headers)
+
+
+def print_json(value, lines=False):
+    """
+    Print C{value} as JSON on stdout.
+
+    @param lines: one compact object per line (for streams) instead of indented JSON.
+    """
+    if lines:
+        click.echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
+    else:
+        click.echo(json.dumps(value, sort_keys=True, indent=2))
+
+
+def human_size(size):
+    """
+    Format a byte count with binary units: C{1610612736} -> C{"1.5 GiB"}, C{512} -> C{"512 B"}.
+    """
+    value = float(size)
+    for unit in _HUMAN_UNITS:
+        if value < 1024 or unit == _HUMAN_UNITS[-1]:
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{int(size)} B"
+    return f"{value:.4g} {unit}"
+
+
+def parse_size(text):
+    """
+    Parse a size with an optional binary suffix: C{"64m"}, C{"1g"}, C{"512k"}, C{"1.5GiB"}, C{"100"} (bytes).
+
+    k/m/g/t/p are powers of 1024 (as docker's C{--memory}); case does not matter and C{b}/C{ib} may follow.
+
+    @return: the size in bytes (an int).
+    @raise ValueError: with a one-line reason when C{text} is not a size.
+    """
+    match = _SIZE.match(str(text).strip())
+    if not match:
+        raise ValueError(f"invalid size {text!r} (use forms like 100, 512k, 64m, 1g)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def parse_duration(text):
+    """
+    Parse a Go duration (C{"5s"}, C{"1m30s"}, C{"250ms"}) or a bare number of seconds (C{"2.5"}).
+
+    @return: seconds as a float (never negative).
+    @raise ValueError: with a one-line reason when C{text} is not a duration.
+    """
+    original = text
+    text = str(text).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if seconds < 0 or seconds != seconds or seconds == float("inf"):
+            raise ValueError(f"invalid duration {original!r}")
+        return seconds
+    total, position = 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if not text or position != len(text):
+        raise ValueError(f"invalid duration {original!r} (use forms like 5s, 1m30s, 250ms)")
+    return total
+
+
+class _Parsed(click.ParamType):
+    """A click parameter type that parses with a function raising ValueError."""
+
+    def __init__(self, name, parse):
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parse(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+#: click type for sizes (L{parse_size}).
+SIZE = _Parsed("size", parse_size)
+
+#: click type for durations in seconds (L{parse_duration}).
+DURATION = _Parsed("duration", parse_duration)
