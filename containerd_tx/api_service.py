@@ -16,7 +16,9 @@ from containerd_tx.api import containerd_pb2_grpc as pb_grpc
 from containerd_tx.api_convert import container_to_proto, event_to_proto, ns_from_timestamp
 from containerd_tx.bridge import ReactorBridge, StreamFeed
 from containerd_tx.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from containerd_tx.supervisor import CreateRequest
+from containerd_tx.model import PAUSED, RUNNING
+from containerd_tx.resources import linux_resources
+from containerd_tx.supervisor import CreateRequest, ExecRequest
 from containerd_tx.validation import (
     load_bundle_config,
     validate_id,
@@ -122,6 +124,72 @@ class APIService(pb_grpc.APIServicer):
             machine=pb.Machine(cpus=machine.cpus, memory=machine.memory),
         )
 
+    @_translated
+    def AddProcess(self, request, context):
+        validate_id(request.id)
+        validate_id(request.pid, "process id")
+        if not request.args:
+            raise InvalidArgument("args must not be empty")
+        for name, values in (("args", request.args), ("env", request.env),
+                             ("capabilities", request.capabilities)):
+            _check_strings(values, name, MAX_LABELS, MAX_LABEL_LENGTH)
+        exec_request = ExecRequest(
+            container_id=request.id,
+            process_id=request.pid,
+            args=list(request.args),
+            env=list(request.env),
+            cwd=request.cwd,
+            terminal=request.terminal,
+            uid=request.user.uid,
+            gid=request.user.gid,
+            additional_gids=list(request.user.additionalGids),
+            capabilities=list(request.capabilities),
+            no_new_privileges=request.noNewPrivileges,
+            rlimits=[{"type": r.type, "soft": r.soft, "hard": r.hard} for r in request.rlimits],
+            apparmor_profile=request.apparmorProfile,
+            selinux_label=request.selinuxLabel,
+            stdio=(
+                validate_stdio_path(request.stdin, "stdin") or "",
+                validate_stdio_path(request.stdout, "stdout") or "",
+                validate_stdio_path(request.stderr, "stderr") or "",
+            ),
+        )
+        pid = self._bridge.call(self._supervisor.add_process, exec_request)
+        return pb.AddProcessResponse(systemPid=pid)
+
+    @_translated
+    def UpdateProcess(self, request, context):
+        validate_id(request.id)
+        validate_id(request.pid, "process id")
+        if bool(request.width) != bool(request.height):
+            raise InvalidArgument("width and height must be given together")
+        if request.width > 65535 or request.height > 65535:
+            raise InvalidArgument("width and height must be at most 65535")
+        self._bridge.call(self._supervisor.update_process, request.id, request.pid,
+                          close_stdin=request.closeStdin, width=request.width, height=request.height)
+        return pb.UpdateProcessResponse()
+
+    @_translated
+    def UpdateContainer(self, request, context):
+        validate_id(request.id)
+        if request.pid and request.pid != "init":
+            validate_id(request.pid, "process id")
+        resources = None
+        if request.HasField("resources"):
+            resources = linux_resources(_resource_fields(request.resources))
+        if not request.status and resources is None:
+            raise InvalidArgument("nothing to update: give a status or resources")
+        if request.status and request.status not in (PAUSED, RUNNING):
+            raise InvalidArgument(f"invalid status {request.status!r}: use \"paused\" or \"running\"")
+        self._bridge.call(self._update, request.id, request.status, resources)
+        return pb.UpdateContainerResponse()
+
+    async def _update(self, container_id, status, resources):
+        if resources is not None:
+            await self._supervisor.update_resources(container_id, resources)
+        if status:
+            await self._supervisor.set_status(container_id, status)
+
     def Events(self, request, context):
         try:
             since = ns_from_timestamp(request.timestamp) if request.HasField("timestamp") else None
@@ -161,6 +229,37 @@ class APIService(pb_grpc.APIServicer):
         feed = StreamFeed(self._reactor, limit, on_close=lambda: subscription and subscription[0].cancel())
         subscription.append(events.subscribe(feed, since, container_id, stored_only))
         return feed
+
+
+def _resource_fields(resources):
+    """The UpdateResource message as the plain dict L{linux_resources} takes."""
+    def throttles(devices):
+        return [{"major": d.blkIODevice.major, "minor": d.blkIODevice.minor, "rate": d.rate} for d in devices]
+
+    return {
+        "blkio_weight": resources.blkioWeight,
+        "cpu_shares": resources.cpuShares,
+        "cpu_period": resources.cpuPeriod,
+        "cpu_quota": resources.cpuQuota,
+        "cpuset_cpus": resources.cpusetCpus,
+        "cpuset_mems": resources.cpusetMems,
+        "memory_limit": resources.memoryLimit,
+        "memory_swap": resources.memorySwap,
+        "memory_reservation": resources.memoryReservation,
+        "kernel_memory_limit": resources.kernelMemoryLimit,
+        "kernel_tcp_memory_limit": resources.kernelTCPMemoryLimit,
+        "blkio_leaf_weight": resources.blkioLeafWeight,
+        "blkio_weight_device": [
+            {"major": d.blkIODevice.major, "minor": d.blkIODevice.minor, "weight": d.weight,
+             "leaf_weight": d.leafWeight}
+            for d in resources.blkioWeightDevice
+        ],
+        "blkio_throttle_read_bps_device": throttles(resources.blkioThrottleReadBpsDevice),
+        "blkio_throttle_write_bps_device": throttles(resources.blkioThrottleWriteBpsDevice),
+        "blkio_throttle_read_iops_device": throttles(resources.blkioThrottleReadIopsDevice),
+        "blkio_throttle_write_iops_device": throttles(resources.blkioThrottleWriteIopsDevice),
+        "pids_limit": resources.pidsLimit,
+    }
 
 
 def _check_strings(values, name, max_count, max_length):

@@ -14,6 +14,7 @@ import grpc
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python import threadable
+from twisted.python.failure import Failure
 
 from containerd_tx.errors import ContainerdError, ResourceExhausted, Unavailable
 
@@ -81,7 +82,9 @@ class ReactorBridge:
         """
         if isinstance(error, ContainerdError):
             context.abort(error.code, error.message)
-        log.failure("unexpected error in an API call", failure=None)
+        # Failure(error), not Failure(): callers may be outside their except block, where there is no current
+        # exception (Failure() would raise NoCurrentExceptionError instead of aborting the call).
+        log.failure("unexpected error in an API call", failure=Failure(error))
         text = " ".join(str(error).split()) or type(error).__name__
         context.abort(grpc.StatusCode.INTERNAL, f"internal error: {text}")
 
@@ -129,11 +132,16 @@ class StreamFeed:
         """
         if self._closed:
             return False
-        if self._queue.qsize() >= self._limit:
-            self._queue.put_nowait(_OVERFLOW)
+        try:
+            if self._queue.qsize() >= self._limit:
+                self._queue.put_nowait(_OVERFLOW)
+                self._close()
+                return False
+            self._queue.put_nowait(item)
+        except queue.Full:
+            # cancel_from_thread (client gone) took the spare slot before its _close reached the reactor.
             self._close()
             return False
-        self._queue.put_nowait(item)
         return True
 
     def finish(self):

@@ -14,6 +14,8 @@ _UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
+# Go's time.Duration is an int64 of nanoseconds: about 292 years.
+_MAX_SECONDS = (2**63 - 1) / 1e9
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 
@@ -47,6 +49,8 @@ def parse_duration(text):
         raise ValueError(
             f"invalid duration {original!r} (use forms like 30s, 5m, 1h30m, 1m0s)"
         )
+    if total > _MAX_SECONDS:
+        raise ValueError(f"invalid duration {original!r}: too large")
     return total
 
 

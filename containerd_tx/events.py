@@ -66,8 +66,11 @@ class EventLog:
         self._lines_on_disk = 0
         self._fd = None
         if path is not None:
-            self._load()
+            damaged = self._load()
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            if damaged:
+                # Rewrite the good events, or the next append would be glued to a torn last line and lost.
+                self._compact()
 
     @property
     def subscriber_count(self):
@@ -165,20 +168,27 @@ class EventLog:
         self._lines_on_disk = len(self._events)
 
     def _load(self):
+        """
+        Read the events on disk; return whether the file has unreadable lines or lacks its last newline.
+        """
         try:
             with open(self._path, "rb") as f:
-                lines = f.read().splitlines()
+                data = f.read()
         except FileNotFoundError:
-            return
+            return False
+        lines = data.splitlines()
+        damaged = not data.endswith(b"\n") and bool(data)
         for line in lines:
             try:
                 event = Event(**json.loads(line))
             except (ValueError, TypeError):
                 # A torn last line after a crash, or garbage: skip it, the rest is good.
+                damaged = True
                 continue
             self._events.append(event)
             self._last_ns = max(self._last_ns, event.timestamp_ns)
         self._lines_on_disk = len(lines)
+        return damaged
 
 
 class _Subscription:

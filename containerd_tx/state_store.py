@@ -105,7 +105,7 @@ class StateStore:
         for name in names:
             if name.startswith("exit-") and name.endswith(".json"):
                 record = _read_json(os.path.join(directory, name))
-                if record is not None:
+                if isinstance(record, dict):
                     records.append(record)
         records.sort(key=lambda r: r.get("time_ns", 0))
         return records
@@ -134,7 +134,12 @@ class StateStore:
                 if name.startswith("process-") and name.endswith(".json"):
                     process_record = _read_json(os.path.join(directory, name))
                     if process_record is not None:
-                        process = Process.from_record(process_record)
+                        try:
+                            process = Process.from_record(process_record)
+                        except (TypeError, ValueError) as e:
+                            log.warn("skipping unreadable process record {name} of {id} ({e})",
+                                     name=name, id=container_id, e=e)
+                            continue
                         processes[process.id] = process
             try:
                 containers.append(Container.from_record(record, processes))

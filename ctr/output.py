@@ -38,7 +38,7 @@ def format_table(headers, rows, padding=PADDING):
 
 
 def _join(cells, widths, padding):
-    parts = [cell.ljust(width + padding) for cell, width in zip(cells[:-1], widths)]
+    parts = [cell.ljust(width) + " " * padding for cell, width in zip(cells[:-1], widths)]
     return ("".join(parts) + cells[-1]).rstrip()
 
 

@@ -16,6 +16,7 @@ import sys
 from collections import namedtuple
 
 from twisted.internet import defer, error
+from twisted.internet.error import ProcessDone, ProcessTerminated  # noqa: F401 (docs)
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
@@ -170,6 +171,7 @@ class MonitorProcess(ProcessProtocol):
         self.pid = None
         self.ready = defer.Deferred()
         self.ended = False
+        self.end_reason = None
         self._output = b""
         self._waiters = []
 
@@ -190,6 +192,7 @@ class MonitorProcess(ProcessProtocol):
 
     def processEnded(self, reason):
         self.ended = True
+        self.end_reason = reason.value
         code = getattr(reason.value, "exitCode", None)
         sig = getattr(reason.value, "signal", None)
         if code == 0:
@@ -207,15 +210,16 @@ class MonitorProcess(ProcessProtocol):
             )
         waiters, self._waiters = self._waiters, []
         for d in waiters:
-            d.callback(reason)
+            d.callback(reason.value)
 
     def whenEnded(self):
         """
-        @return: Deferred firing with the exit reason once the monitor has
-            exited and been reaped (at once if it has).
+        @return: Deferred firing with the exit reason (a L{ProcessDone} or
+            L{ProcessTerminated} instance) once the monitor has exited and
+            been reaped (at once if it has).
         """
         if self.ended:
-            return defer.succeed(None)
+            return defer.succeed(self.end_reason)
         d = defer.Deferred()
         self._waiters.append(d)
         return d
@@ -264,7 +268,8 @@ class MonitorClient:
     @ivar on_exit: called with each exit notification (a dict with
         container, process, pid, status, time_ns and maybe unknown).
     @ivar on_lost: called with the reason when the connection is lost other
-        than by L{disconnect} (e.g. the monitor died).
+        than by L{disconnect} (e.g. the monitor died), before the pending
+        Deferreds fail with L{MonitorLost}.
     """
 
     on_exit = None
@@ -491,14 +496,16 @@ class MonitorClient:
         why = "disconnected" if self._disconnecting else "connection to the monitor lost: %s" % (
             reason.getErrorMessage(),
         )
+        if not self._disconnecting:
+            log.warn("{why}", why=why)
+            if self.on_lost is not None:
+                try:
+                    self.on_lost(reason)
+                except Exception:
+                    log.failure("on_lost handler failed")
         pending, self._pending = self._pending, {}
         spawns, self._spawns = self._spawns, {}
         for d in pending.values():
             d.errback(MonitorLost(why))
         for spawn in spawns.values():
             spawn._lost(Failure(MonitorLost(why)))
-        if not self._disconnecting and self.on_lost is not None:
-            try:
-                self.on_lost(reason)
-            except Exception:
-                log.failure("on_lost handler failed")

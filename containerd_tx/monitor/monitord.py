@@ -855,21 +855,27 @@ class Monitor:
 
     def resolve(self, proc):
         """
-        After registration from a pid file: the process may already be
-        reaped, gone, or (unexpectedly) not our child.
+        After registration from a pid file: the process may be our child
+        (alive, or a zombie whose SIGCHLD is pending), already reaped by us
+        (its status is in C{unclaimed}), gone, or (unexpectedly) not our
+        child (then it is watched through a pidfd, status unknown).
         """
         if self.procs.get(proc.key) is not proc:
             return
+        stat = read_proc_stat(proc.pid)
         found = self.unclaimed.pop(proc.pid, None)
+        if stat is not None and stat[1] == self.pid:
+            # Our child, alive or a zombie not reaped yet: an unclaimed status
+            # for this pid belongs to an earlier process with the same pid.
+            self.reap()
+            return
         if found is not None:
             self.proc_exited(proc, *found)
             return
-        stat = read_proc_stat(proc.pid)
         if stat is None:
+            # e.g. its own parent reaped it: the status is lost
             log("%s/%s: pid %d vanished before registration" % (proc.container, proc.process, proc.pid))
             self.proc_exited(proc, UNKNOWN_STATUS, time.time_ns(), unknown=True)
-        elif stat[1] == self.pid:
-            self.reap()  # a zombie whose SIGCHLD is still pending
         else:
             log("%s/%s: pid %d is not our child; watching it" % (proc.container, proc.process, proc.pid))
             try:

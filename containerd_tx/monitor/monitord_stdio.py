@@ -246,6 +246,8 @@ class Pump:
         self.on_src_end = None
         self._reading = False
         self._writing = False
+        os.set_blocking(src, False)
+        os.set_blocking(dst, False)
         self._update_reading()
 
     def __repr__(self):

@@ -7,6 +7,7 @@ C{types.API} and the standard health service.
 import json
 import os
 import queue
+import select
 import shutil
 import stat
 import tempfile
@@ -23,7 +24,7 @@ from twisted.trial.unittest import TestCase
 
 from containerd_tx import __version__
 from containerd_tx.api import containerd_pb2, containerd_pb2_grpc
-from ctr import cli
+from ctr import cli, stdio
 from ctr.main import ctr
 
 pb = containerd_pb2
@@ -491,6 +492,18 @@ class EventsInterruptTests(TestCase):
         self.assertTrue(stream.cancelled)
 
 
+def _read_to_eof(fd, timeout=10):
+    """@return: what C{fd} gives until EOF or C{timeout} seconds, and whether EOF came."""
+    data, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return data, True
+            data += chunk
+    return data, False
+
+
 class StartTests(DaemonTestCase):
     def setUp(self):
         super().setUp()
@@ -529,7 +542,7 @@ class StartTests(DaemonTestCase):
         def container(request):
             with open(request.stdin, "rb") as stdin, open(request.stdout, "wb") as out, \
                     open(request.stderr, "wb") as err:
-                data = stdin.read()  # until ctr closes its end at local EOF
+                data, seen["stdin EOF"] = _read_to_eof(stdin.fileno())  # ctr closes its end at local EOF
                 seen["stdin"] = data
                 seen["closed"] = self.api.stdin_closed.wait(5)
                 out.write(data.upper())
@@ -547,11 +560,14 @@ class StartTests(DaemonTestCase):
             threading.Thread(target=container, args=(request,)).start()
 
         self.api.on_create = on_create
+        self.patch(stdio, "DRAIN_IDLE", 60)  # the drain must end at EOF, not by waiting for silence
+        started = time.monotonic()
         result = self.run_ctr("containers", "start", "-a", "web", self.bundle, input=b"ping\npong\n")
+        self.assertLess(time.monotonic() - started, 30)
         self.assertEqual(result.exit_code, 3, result.output[-300:])
         self.assertEqual(result.stderr, "warning\n")
         self.assertEqual(result.stdout_bytes, b"PING\nPONG\n" + big + b"tail\n")
-        self.assertEqual(seen["stdin"], b"ping\npong\n")
+        self.assertEqual((seen["stdin"], seen["stdin EOF"]), (b"ping\npong\n", True))
         self.assertTrue(seen["closed"])
         self.assertEqual(seen["modes"], [0o600] * 3)
         self.assertTrue(seen["fifos"])

@@ -63,6 +63,17 @@ class ParseDurationTests(SynchronousTestCase):
             self.assertNotIn("\n", message)
             self.assertIn(repr(text), message)
 
+    def test_too_large(self):
+        """
+        Durations beyond Go's limit (an int64 of nanoseconds, about 292 years) are refused, not turned into
+        infinity; the largest Go duration is accepted.
+        """
+        self.assertAlmostEqual(parse_duration("2562047h"), 2562047 * 3600.0)
+        for text in ("3000000h", "9" * 400 + "s"):
+            with self.assertRaises(ValueError) as caught:
+                parse_duration(text)
+            self.assertIn("too large", str(caught.exception))
+
     def test_negative_says_so(self):
         """
         A negative duration's message says why it is refused.

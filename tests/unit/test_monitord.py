@@ -27,6 +27,7 @@ import time
 from twisted.trial import unittest
 
 import containerd_tx.monitor
+from containerd_tx.monitor import monitord_stdio
 
 PYTHON = os.path.realpath(sys.executable)
 MONITORD = os.path.join(os.path.dirname(containerd_tx.monitor.__file__), "monitord.py")
@@ -322,6 +323,16 @@ class Inotify:
         os.close(self.fd)
 
 
+# Forks a child that exits 5 at once, writes its pid, exits without waiting.
+FORK_EXIT_5 = (
+    "import os, sys, time\n"
+    "pid = os.fork()\n"
+    "if pid == 0: os._exit(5)\n"
+    "open(sys.argv[1], \"w\").write(str(pid))\n"
+    "while open(\"/proc/%d/stat\" % pid).read().split()[2] != \"Z\": time.sleep(0.001)\n"
+)
+
+
 # Emulates runc's side of a console socket: send a pty master, then detach a
 # shell on the slave and write its pid (like `runc create --console-socket`).
 PTY_HELPER = r"""
@@ -470,6 +481,48 @@ class MonitordTests(unittest.TestCase):
         self.assertEqual((reply["ok"], reply["status"], reply["pid"]), (True, 2, None))
         self.assertEqual(self.client.request("hello")["processes"], [])
 
+    def test_child_hygiene(self):
+        """
+        Children get default signal dispositions, an empty signal mask, and
+        no fd but their stdio (the monitor's fds are close-on-exec).
+        """
+        reply = self.client.spawn(["/bin/cat", "/proc/self/status"], capture=True)
+        status = dict(
+            line.split(":\t", 1) for line in base64.b64decode(reply["stdout"]).decode().splitlines()
+        )
+        # glibc's posix_spawn leaves its internal signals 32 and 33 ignored
+        internal = (1 << 31) | (1 << 32)
+        self.assertEqual(int(status["SigIgn"], 16) & ~internal, 0)
+        self.assertEqual(status["SigBlk"], "0000000000000000")
+        self.assertEqual(int(status["PPid"]), self.monitor.pid)
+        reply = self.client.spawn(["/bin/ls", "/proc/self/fd"], capture=True)
+        self.assertEqual(base64.b64decode(reply["stdout"]).split(), [b"0", b"1", b"2", b"3"])
+
+    def test_no_fd_leak(self):
+        """
+        After spawns of every kind and their processes' exits, the monitor
+        holds as many fds as before.
+        """
+        self.client.request("hello")
+        before = sorted(os.listdir("/proc/%d/fd" % (self.monitor.pid,)))
+        self.client.spawn([SH, "-c", "echo x"], capture=True)
+        self.client.spawn([SH, "-c", "exit 0"], stdout=self.dir)  # fails
+        fifo = mkfifo(self.dir, "in")
+        feeder = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+        self.addCleanup(os.close, feeder)
+        os.write(feeder, b"line\n")
+        reply = self.client.spawn([SH, "-c", "read x"], stdin=fifo, stdout=os.path.join(self.dir, "o"))
+        self.assertEqual(reply["status"], 0)
+        pid = self.register("c1", "init", "sleep 30 <&0 & echo $! > PIDFILE", stdin=fifo)
+        os.kill(pid, signal.SIGKILL)
+        self.client.event(event="exit", process="init")
+        pid, _, _ = self.spawn_tty("p1", "exit 0")
+        self.client.event(event="exit", process="p1")
+        self.client.spawn(
+            [SH, "-c", "exit 1"], console_socket=os.path.join(self.dir, "c.sock"), stdin=fifo
+        )
+        self.assertEqual(sorted(os.listdir("/proc/%d/fd" % (self.monitor.pid,))), before)
+
     def test_kill_spawn(self):
         """
         C{kill} signals a running spawn (a start timeout); an unknown target
@@ -518,9 +571,9 @@ class MonitordTests(unittest.TestCase):
         A registered process that exited (and was reaped as an unknown child)
         before its pid file was read gets its true status.
         """
-        # The intermediate execs sleep, which never waits: the exited child is
+        # The intermediate never waits (a shell might): the exited child is
         # reparented to the monitor and reaped before the outer sh exits.
-        pid = self.register("c1", "init", "( sh -c 'exit 5' & echo $! > PIDFILE; exec sleep 0.1 ); sleep 0.4")
+        pid = self.register("c1", "init", "%s -S -c '%s' PIDFILE; sleep 0.3" % (PYTHON, FORK_EXIT_5))
         event = self.client.event(event="exit", process="init")
         self.assertEqual((event["pid"], event["status"]), (pid, 5))
         self.assertEqual(self.read_record("init")["status"], 5)
@@ -573,12 +626,16 @@ class MonitordTests(unittest.TestCase):
     def test_stdin_proxy_close_stdin(self):
         """
         A FIFO stdin is proxied through a pipe; close_stdin delivers what the
-        FIFO holds and then EOF, so C{cat} finishes (idempotently).
+        FIFO holds and then EOF, so C{cat} finishes; it is idempotent.
         """
         fifo = mkfifo(self.dir, "in")
         out = os.path.join(self.dir, "cat.out")
         pid = self.register(
-            "c1", "exec-1", "exec 3<&0; cat <&3 >%s 3<&- & echo $! > PIDFILE" % (out,), stdin=fifo
+            "c1",
+            "exec-1",
+            "exec 3<&0; sh -c 'cat >%s; echo EOF >>%s; exec sleep 30' <&3 3<&- & echo $! > PIDFILE"
+            % (out, out),
+            stdin=fifo,
         )
         writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
         os.write(writer, b"hello\n")
@@ -586,15 +643,25 @@ class MonitordTests(unittest.TestCase):
         wait_for(lambda: read_file(out) == b"hello\n", message="cat output")
         os.write(writer, b"world\n")
         os.close(writer)
+        self.assertTrue(self.client.request("close_stdin", container="c1", process="exec-1")["ok"])
+        self.assertTrue(self.client.request("close_stdin", container="c1", process="exec-1")["ok"])
+        wait_for(lambda: read_file(out) == b"hello\nworld\nEOF\n", message="EOF")
         self.assertTrue(alive(pid))
-        self.assertTrue(self.client.request("close_stdin", container="c1", process="exec-1")["ok"])
-        self.assertTrue(self.client.request("close_stdin", container="c1", process="exec-1")["ok"])
+        os.kill(pid, signal.SIGKILL)
         event = self.client.event(event="exit", process="exec-1")
-        self.assertEqual((event["pid"], event["status"]), (pid, 0))
-        with open(out, "rb") as f:
-            self.assertEqual(f.read(), b"hello\nworld\n")
+        self.assertEqual((event["pid"], event["status"]), (pid, 137))
         reply = self.client.request("close_stdin", container="c1", process="exec-1")
         self.assertEqual(reply["error"], "no such process exec-1 of container c1")
+
+    def test_registered_pid_reaped_elsewhere(self):
+        """
+        A registered pid that its own parent reaped before the monitor could
+        is reported at once with the unknown status 255.
+        """
+        pid = self.register("c1", "init", "true & echo $! > PIDFILE; wait")
+        event = self.client.event(event="exit", process="init")
+        self.assertEqual((event["pid"], event["status"], event["unknown"]), (pid, 255, True))
+        self.assertEqual(self.read_record("init")["unknown"], True)
 
     def spawn_tty(self, process, command):
         """
@@ -625,6 +692,9 @@ class MonitordTests(unittest.TestCase):
         the output is drained before the exit is reported.
         """
         pid, stdin, stdout = self.spawn_tty("p1", 'read line; stty size; echo "got:$line"; exit 3')
+        # the received pty master is close-on-exec: later children do not get it
+        reply = self.client.spawn(["/bin/ls", "/proc/self/fd"], capture=True)
+        self.assertEqual(base64.b64decode(reply["stdout"]).split(), [b"0", b"1", b"2", b"3"])
         self.assertEqual(
             self.client.request("hello")["processes"],
             [{"container": "c1", "process": "p1", "pid": pid, "tty": True}],
@@ -845,3 +915,123 @@ class IdleExitTests(unittest.TestCase):
         monitor = Monitor(self, idle_exit=0)
         time.sleep(0.5)
         self.assertIsNone(monitor.popen.poll())
+
+
+class StdioHelperTests(unittest.TestCase):
+    """
+    The monitor's stdio helpers, in this process (they are stdlib only).
+    """
+
+    def setUp(self):
+        self.loop = monitord_stdio.Loop()
+        self.addCleanup(self.loop.selector.close)
+        self.fds = []
+        self.addCleanup(lambda: [monitord_stdio.close_quietly(fd) for fd in self.fds])
+
+    def pipe(self):
+        r, w = os.pipe()
+        self.fds += [r, w]
+        return r, w
+
+    def spin(self, times=5):
+        for _ in range(times):
+            self.loop.run_once(0.01)
+
+    def test_pump_backpressure(self):
+        """
+        A pump stops reading its source while its buffer is full, and
+        resumes when the destination drains; no byte is lost.
+        """
+        src_r, src_w = self.pipe()
+        dst_r, dst_w = self.pipe()
+        for fd in (src_w, dst_w, dst_r):
+            os.set_blocking(fd, False)
+        pump = monitord_stdio.Pump(self.loop, src_r, dst_w, "test", own_src=False, own_dst=False)
+        sent = bytearray()
+        for _ in range(64):
+            try:
+                n = os.write(src_w, os.urandom(65536))
+            except BlockingIOError:
+                pass
+            else:
+                sent += b"x" * n
+            self.spin(1)
+        self.assertEqual(len(pump.buf), monitord_stdio.PUMP_LIMIT)
+        self.assertNotIn(src_r, self.loop._readers)  # paused
+        self.assertIn(dst_w, self.loop._writers)
+        received = 0
+        deadline = time.monotonic() + 10
+        while received < len(sent) and time.monotonic() < deadline:
+            try:
+                received += len(os.read(dst_r, 1 << 20))
+            except BlockingIOError:
+                pass
+            self.spin(1)
+        self.assertEqual(received, len(sent))
+        self.assertIn(src_r, self.loop._readers)  # reading again
+        pump.close()
+
+    def test_close_input(self):
+        """
+        close_input takes what is readable now, appends the trailer, and
+        closes the destination when flushed; a second call does nothing.
+        """
+        src_r, src_w = self.pipe()
+        dst_r, dst_w = self.pipe()
+        os.set_blocking(dst_w, False)
+        pump = monitord_stdio.Pump(self.loop, src_r, dst_w, "test", own_src=True, own_dst=True)
+        os.write(src_w, b"abc")
+        pump.close_input(trailer=b"\x04", close_dst=True)
+        pump.close_input(trailer=b"\x04", close_dst=True)
+        self.fds.remove(src_r)
+        self.fds.remove(dst_w)
+        self.assertEqual(os.read(dst_r, 100), b"abc\x04")
+        self.assertEqual(os.read(dst_r, 100), b"")  # EOF: the writer is closed
+        self.assertRaises(OSError, os.fstat, src_r)
+
+    def test_terminal_drained_on_close(self):
+        """
+        Closing a pty proxy with drain moves what the master still holds to
+        stdout even if the loop never ran; without drain it is dropped.
+        """
+        for drain, expected in ((True, b"bye\r\n"), (False, b"")):
+            master, slave = os.openpty()
+            out_path = self.mktemp()
+            out, _ = monitord_stdio.open_stdio(out_path, "stdout")
+            proxies = monitord_stdio.Proxies(self.loop, "test")
+            proxies.expect_terminal(out, None)
+            proxies.set_master(master)
+            os.write(slave, b"bye\n")
+            os.close(slave)
+            proxies.close(drain=drain)
+            with open(out_path, "rb") as f:
+                self.assertEqual(f.read(), expected)
+            self.assertRaises(OSError, os.fstat, master)
+
+    def test_open_stdio(self):
+        """
+        FIFOs open read-write without blocking; files append; directories
+        and missing stdin are errors naming the path.
+        """
+        directory = self.mktemp()
+        os.mkdir(directory)
+        fifo = os.path.join(directory, "f")
+        os.mkfifo(fifo)
+        fd, is_fifo = monitord_stdio.open_stdio(fifo, "stdout")  # no reader: still no block
+        self.fds.append(fd)
+        self.assertTrue(is_fifo)
+        self.assertEqual(fcntl_flags(fd) & os.O_ACCMODE, os.O_RDWR)
+        path = os.path.join(directory, "log")
+        fd, is_fifo = monitord_stdio.open_stdio(path, "stderr")
+        self.fds.append(fd)
+        self.assertFalse(is_fifo)
+        self.assertTrue(fcntl_flags(fd) & os.O_APPEND)
+        self.assertTrue(fcntl_flags(fd) & os.O_NONBLOCK)
+        e = self.assertRaises(monitord_stdio.StdioError, monitord_stdio.open_stdio, directory, "stdin")
+        self.assertEqual(str(e), "cannot open stdin %s: Is a directory" % (directory,))
+
+
+def fcntl_flags(fd):
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_GETFL)

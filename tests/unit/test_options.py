@@ -421,7 +421,8 @@ class BadValuesTests(SynchronousTestCase):
         """
         A runtime that is not in PATH (or not an executable path) is refused, naming it.
         """
-        self.assertUsageError(["--runtime", "no-such-runtime-containerd-tx"], "--runtime", "no-such-runtime-containerd-tx")
+        name = "no-such-runtime-containerd-tx"
+        self.assertUsageError(["--runtime", name], "--runtime", name)
         missing = os.path.abspath(self.mktemp())
         self.assertUsageError(["--runtime", missing], "--runtime", missing)
 

@@ -1,10 +1,6 @@
 # -*- test-case-name: tests.unit.test_supervisor -*-
 """
-The supervisor: the single owner of container state, living in the reactor thread.
-
-Every change to a container happens here: create, signal, exits, state queries. The gRPC layer only
-translates requests into calls of this class (through the thread bridge); the runtime driver only runs
-commands; the monitor process only spawns, reaps and records exits.
+The supervisor's core: container state, create, lookups and signals.
 """
 
 import os
@@ -21,13 +17,10 @@ from containerd_tx.errors import (
     InvalidArgument,
     NotFound,
 )
-from containerd_tx.events import EXIT, START_CONTAINER
-from containerd_tx.model import CREATING, INIT, RUNNING, STOPPED, Container, Process
+from containerd_tx.events import START_CONTAINER
+from containerd_tx.model import CREATING, INIT, RUNNING, Container, Process
 
 log = Logger()
-
-#: How long the init's exit waits for the container's exec'd processes to be reaped after killing them.
-EXEC_REAP_TIMEOUT = 10.0
 
 
 @dataclass
@@ -67,9 +60,10 @@ def read_machine():
     return Machine(cpus=os.cpu_count() or 1, memory=memory)
 
 
-class Supervisor:
+class SupervisorCore:
     """
-    Owns every container; all methods run in the reactor thread.
+    Owns every container; all methods run in the reactor thread. The tasks of other kinds live in their own
+    modules (exits, recovery, exec, update) and are mixed in by L{containerd_tx.supervisor.Supervisor}.
 
     @param reactor: the reactor (injected; tests use a fake).
     @param store: L{containerd_tx.state_store.StateStore}.
@@ -277,173 +271,7 @@ class Supervisor:
         except ProcessLookupError:
             raise NotFound(f"process {process_id} of container {container_id} has already exited")
 
-    # Exits.
-
-    def handle_exit(self, record):
-        """
-        Handle an exit record (from the monitor's notification or found on disk at start-up).
-
-        Exec'd processes are removed at once; the init's exit also ends the container. Each exit is reported
-        exactly once, also when a record is seen twice or after a crash.
-        """
-        container_id, process_id = record["container"], record["process"]
-        container = self.containers.get(container_id)
-        if container is None:
-            self.store.remove_exit_record(container_id, process_id)
-            return
-        process = container.processes.get(process_id)
-        if process is None:
-            self.store.remove_exit_record(container_id, process_id)
-            return
-        if not process.system_pid or container.status == CREATING:
-            # Its start has not returned yet: the exit is handled once it has.
-            self._early_exits[(container_id, process_id)] = record
-            return
-        if (container_id, process_id) in self._exiting:
-            return
-        self._exiting.add((container_id, process_id))
-        if process_id == INIT:
-            defer.ensureDeferred(self._init_exited(container, record)).addErrback(
-                lambda f: log.failure("handling the exit of container {id}", f, id=container_id))
-        else:
-            self._process_exited(container, process, record)
-
-    def _deliver_early_exit(self, container_id, process_id):
-        record = self._early_exits.pop((container_id, process_id), None)
-        if record is not None:
-            self.handle_exit(record)
-
-    def _report_exit(self, container, process, status):
-        if not self.events.has_exit(container.id, process.id, process.system_pid):
-            self.events.emit(EXIT, container.id, process.id, status=status, system_pid=process.system_pid)
-        log.info("container {id} process {pid} exited with status {status}",
-                 id=container.id, pid=process.id, status=status)
-
-    def _process_exited(self, container, process, record):
-        started = self._reactor.seconds()
-        self._report_exit(container, process, record["status"])
-        container.processes.pop(process.id, None)
-        self.store.remove_process(container.id, process.id)
-        self._exiting.discard((container.id, process.id))
-        waiter = self._exit_waiters.pop((container.id, process.id), None)
-        if waiter is not None:
-            waiter.callback(None)
-        if self.metrics is not None:
-            self.metrics.timer("exit-process-time").update(self._reactor.seconds() - started)
-
-    async def _init_exited(self, container, record):
-        started = self._reactor.seconds()
-        container.status = STOPPED
-        await self._reap_execs(container)
-        self._report_exit(container, container.init, record["status"])
-        self.store.remove_exit_record(container.id, INIT)
-        runtime = self._runtime_of(container)
-        deleted = self._reactor.seconds()
-        try:
-            await runtime.delete(container.id, container.runtime_args)
-        except ContainerdError as e:
-            log.warn("runtime delete of {id} failed ({e}); forcing", id=container.id, e=e)
-            try:
-                await runtime.delete(container.id, container.runtime_args, force=True)
-            except ContainerdError as e:
-                log.error("cannot delete {id} from the runtime: {e}", id=container.id, e=e)
-        if self.metrics is not None:
-            self.metrics.timer("container-delete-time").update(self._reactor.seconds() - deleted)
-            self.metrics.timer("exit-process-time").update(self._reactor.seconds() - started)
-        self.store.remove_container(container.id)
-        self.containers.pop(container.id, None)
-        self._exiting.discard((container.id, INIT))
-
-    async def _reap_execs(self, container):
-        """Kill what is left of the container's exec'd processes and wait for their exits."""
-        waiting = []
-        for process in list(container.processes.values()):
-            if process.id == INIT or not process.system_pid:
-                continue
-            waiter = self._exit_waiters.setdefault((container.id, process.id), defer.Deferred())
-            waiting.append(waiter)
-            try:
-                os.kill(process.system_pid, 9)
-            except ProcessLookupError:
-                pass
-        if waiting:
-            everything = defer.DeferredList(waiting)
-            everything.addTimeout(EXEC_REAP_TIMEOUT, self._reactor)
-            try:
-                await everything
-            except defer.TimeoutError:
-                log.warn("exec'd processes of {id} not reaped within {t}s", id=container.id,
-                         t=EXEC_REAP_TIMEOUT)
-
-    # Start-up: adopt what the previous daemon left.
-
-    async def recover(self):
-        """
-        Adopt every container recorded in the state dir: running ones go on being supervised, exits that
-        happened while no daemon ran are reported with their true status, half-made ones are cleaned up.
-        """
-        live = {(p["container"], p["process"]): p for p in self.monitor.processes}
-        containers = self.store.load()
-        for container in containers:
-            self.containers[container.id] = container
-        exits = []
-        for container in containers:
-            records = {r["process"]: r for r in self.store.read_exit_records(container.id)}
-            for process in list(container.processes.values()):
-                key = (container.id, process.id)
-                if key in live and not process.system_pid:
-                    process.system_pid = live[key]["pid"]
-                    self.store.save_process(container.id, process)
-                if process.id in records:
-                    record = records[process.id]
-                    if not process.system_pid:
-                        process.system_pid = record.get("pid", 0)
-                    exits.append(record)
-                elif key not in live:
-                    lost = await self._lost_process(container, process)
-                    if lost is not None:
-                        exits.append(lost)
-            if container.status == CREATING:
-                if container.init.system_pid:
-                    self._started(container, container.init.system_pid)
-                else:
-                    log.warn("container {id} was being created when the daemon stopped: removing it",
-                             id=container.id)
-                    await self._discard(container, self._runtime_of(container))
-                    continue
-            log.info("adopted container {id} ({status})", id=container.id, status=container.status)
-        for record in exits:
-            self.handle_exit(record)
-
-    async def _lost_process(self, container, process):
-        """
-        A recorded process the monitor does not know (the monitor itself was restarted): watch it again if it
-        lives; otherwise return an exit record with the unknown status 255 (as containerd reports it).
-        """
-        if process.system_pid and _alive(process.system_pid):
-            try:
-                await self.monitor.adopt(container.id, process.id, process.system_pid,
-                                         self.store.container_dir(container.id))
-                return None
-            except Exception as e:
-                log.warn("cannot watch {id}/{pid}: {e}", id=container.id, pid=process.id, e=e)
-        if process.system_pid:
-            return {"container": container.id, "process": process.id, "pid": process.system_pid,
-                    "status": 255}
-        container.processes.pop(process.id, None)
-        self.store.remove_process(container.id, process.id)
-        return None
-
 
 def _stdio(process):
     return (process.stdin or None, process.stdout or None, process.stderr or None)
 
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.integration.test_exec -*-
+"""
+Exec: new processes in running containers, and their stdin and terminals.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from twisted.logger import Logger
+
+from containerd_tx.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from containerd_tx.events import START_PROCESS
+from containerd_tx.model import RUNNING, Process
+from containerd_tx.monitor.client import MonitorError
+from containerd_tx.process_spec import exec_process
+from containerd_tx.state_store import write_atomically
+from containerd_tx.validation import load_bundle_config
+
+log = Logger()
+
+
+@dataclass
+class ExecRequest:
+    """
+    A validated AddProcess request in plain Python.
+
+    @ivar stdio: (stdin, stdout, stderr) paths, "" for /dev/null.
+    """
+
+    container_id: str
+    process_id: str
+    args: list
+    env: list = field(default_factory=list)
+    cwd: str = ""
+    terminal: bool = False
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list = field(default_factory=list)
+    capabilities: list = field(default_factory=list)
+    no_new_privileges: bool = False
+    rlimits: list = field(default_factory=list)
+    apparmor_profile: str = ""
+    selinux_label: str = ""
+    stdio: tuple = ("", "", "")
+
+
+class Execs:
+    """Supervisor tasks for exec'd processes (mixed into L{containerd_tx.supervisor.Supervisor})."""
+
+    async def add_process(self, request):
+        """
+        Start a process in a running container.
+
+        @param request: an L{ExecRequest}.
+        @return: the process's host pid.
+        @raise NotFound: unknown container.
+        @raise FailedPrecondition: the container is not running (paused, stopped).
+        @raise AlreadyExists: the process id is taken in this container.
+        """
+        container = self.get(request.container_id)
+        if container.status != RUNNING:
+            raise FailedPrecondition(
+                f"container {container.id} is {container.status}: cannot exec into it"
+            )
+        if request.process_id in container.processes:
+            raise AlreadyExists(f"process {request.process_id} already exists in container {container.id}")
+        try:
+            bundle_process = load_bundle_config(container.bundle)["process"]
+        except InvalidArgument as e:
+            raise FailedPrecondition(f"the bundle of {container.id} is no longer usable: {e.message}")
+        spec = exec_process(bundle_process, vars(request))
+        process = Process.from_oci(request.process_id, spec, request.stdio)
+        directory = self.store.container_dir(container.id)
+        spec_path = os.path.join(directory, f"exec-{request.process_id}.json")
+        started = self._reactor.seconds()
+        container.processes[process.id] = process
+        try:
+            write_atomically(spec_path, json.dumps(spec).encode())
+            self.store.save_process(container.id, process)
+            pid = await self._runtime_of(container).exec(
+                container.id,
+                spec_path,
+                (process.stdin or None, process.stdout or None, process.stderr or None),
+                (container.id, process.id, directory),
+                global_args=container.runtime_args,
+                console_socket=self._console_socket() if process.terminal else None,
+                timeout=self.start_timeout,
+            )
+        except BaseException:
+            container.processes.pop(process.id, None)
+            self._early_exits.pop((container.id, process.id), None)
+            self.store.remove_process(container.id, process.id)
+            raise
+        finally:
+            _unlink(spec_path)
+        process.system_pid = pid
+        self.store.save_process(container.id, process)
+        self.events.emit(START_PROCESS, container.id, process.id, system_pid=pid)
+        log.info("container {id}: process {pid} started (pid {system_pid})", id=container.id,
+                 pid=process.id, system_pid=pid)
+        if self.metrics is not None:
+            self.metrics.timer("exec-process-time").update(self._reactor.seconds() - started)
+        self._reactor.callLater(0, self._deliver_early_exit, container.id, process.id)
+        return pid
+
+    async def update_process(self, container_id, process_id, close_stdin=False, width=0, height=0):
+        """
+        Resize a process's terminal and/or close its stdin.
+
+        @raise NotFound: unknown container or process.
+        @raise FailedPrecondition: a resize of a process without a terminal, or stdin that cannot be closed.
+        """
+        container, process = self.get_process(container_id, process_id)
+        try:
+            if width or height:
+                if not process.terminal:
+                    raise FailedPrecondition(
+                        f"process {process_id} of container {container_id} has no terminal to resize"
+                    )
+                await self.monitor.resize(container_id, process_id, width, height)
+            if close_stdin:
+                await self.monitor.close_stdin(container_id, process_id)
+        except MonitorError as e:
+            raise FailedPrecondition(str(e))
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+

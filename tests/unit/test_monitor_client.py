@@ -1,0 +1,279 @@
+# -*- test-case-name: tests.unit.test_monitor_client -*-
+"""
+Tests for L{containerd_tx.monitor.client}: the Twisted client against a real
+monitor process (started by the client itself), with /bin/sh children.
+"""
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+from twisted.trial import unittest
+
+from containerd_tx.monitor.client import (
+    MonitorClient,
+    MonitorError,
+    MonitorLost,
+    SpawnResult,
+)
+from tests.unit.test_monitord import PYTHON, SH, alive, descendants, proc_table
+
+SLEEPER = "sleep 30 >/dev/null 2>&1 & echo $! > %s"
+
+
+async def wait_until(predicate, timeout=10.0, message="condition"):
+    """
+    Poll C{predicate} from the reactor (never blocking it) until true.
+    """
+    deadline = reactor.seconds() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if reactor.seconds() > deadline:
+            raise AssertionError("timed out waiting for %s" % (message,))
+        await deferLater(reactor, 0.01, lambda: None)
+
+
+class MonitorClientTests(unittest.TestCase):
+    """
+    L{MonitorClient} with a real monitor.
+    """
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="monc-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.clients = []
+        self.watchers = []
+        self.addCleanup(lambda: defer.ensureDeferred(self._stop_all()))
+
+    async def _stop_all(self):
+        """
+        Close clients, kill what the monitors run, check they reap it, stop
+        the monitors we started and wait until they are reaped.
+        """
+        for client in self.clients:
+            await client.disconnect()
+        for watcher in self.watchers:
+            if watcher.ended or watcher.pid is None:
+                continue
+
+            def reaped(root=watcher.pid):
+                found = descendants(root)
+                for pid, state in found.items():
+                    if state != "Z":
+                        os.kill(pid, signal.SIGKILL)
+                return not found
+
+            await wait_until(reaped, message="monitor's descendants reaped")
+            os.kill(watcher.pid, signal.SIGTERM)
+        for watcher in self.watchers:
+            await watcher.whenEnded()
+
+    async def connect(self, **kwargs):
+        kwargs.setdefault("python", PYTHON)
+        kwargs.setdefault("idle_exit", 0)
+        client = await MonitorClient.connect(reactor, self.dir, **kwargs)
+        self.clients.append(client)
+        if client.monitor_process is not None:
+            self.watchers.append(client.monitor_process)
+        return client
+
+    def sleeper(self, client, container="c1", process="init"):
+        pid_file = os.path.join(self.dir, "%s-%s.pid" % (container, process))
+        return client.spawn(
+            [SH, "-c", SLEEPER % (pid_file,)],
+            pid_file=pid_file,
+            register={"container": container, "process": process, "record_dir": self.dir},
+        )
+
+    async def test_connect_starts_monitor(self):
+        """
+        With nothing listening, connect starts the monitor (posix_spawn,
+        stderr to monitor.log, own session) and says hello; the next connect
+        reuses it.
+        """
+        def no_fork():
+            raise AssertionError("the monitor must be started with posix_spawn, not fork")
+
+        self.patch(os, "fork", no_fork)
+        client = await self.connect()
+        with open(os.path.join(self.dir, "monitor.pid")) as f:
+            self.assertEqual(int(f.read()), client.monitor_pid)
+        self.assertEqual(client.monitor_process.pid, client.monitor_pid)
+        self.assertEqual(client.processes, [])
+        self.assertEqual(os.getsid(client.monitor_pid), client.monitor_pid)
+        self.assertEqual(proc_table()[client.monitor_pid][0], os.getpid())
+        with open(os.path.join(self.dir, "monitor.log")) as f:
+            self.assertIn("ready on %s/monitor.sock" % (self.dir,), f.read())
+        self.assertTrue(stat.S_ISSOCK(os.stat(os.path.join(self.dir, "monitor.sock")).st_mode))
+        await client.disconnect()
+        again = await self.connect()
+        self.assertIsNone(again.monitor_process)
+        self.assertEqual(again.monitor_pid, client.monitor_pid)
+
+    async def test_spawn_capture(self):
+        """
+        A captured spawn reports its pid when started, then status and bytes.
+        """
+        client = await self.connect()
+        spawn = client.spawn([SH, "-c", "printf 'out\\377'; echo err >&2; exit 7"], capture=True)
+        pid = await spawn.started
+        self.assertIsInstance(pid, int)
+        result = await spawn.result
+        self.assertEqual(result, SpawnResult(7, b"out\xff", b"err\n", None))
+
+    async def test_spawn_failure(self):
+        """
+        A spawn the monitor cannot start fails with its message; C{started}
+        fires with None.
+        """
+        client = await self.connect()
+        spawn = client.spawn([SH, "-c", "exit 0"], stdout=self.dir)
+        self.assertIsNone(await spawn.started)
+        error = await self.assertFailure(spawn.result, MonitorError)
+        self.assertEqual(str(error), "cannot open stdout %s: Is a directory" % (self.dir,))
+
+    async def test_kill(self):
+        """
+        Spawn.kill signals the running command; afterwards it is an error.
+        """
+        client = await self.connect()
+        spawn = client.spawn(["/bin/sleep", "30"])
+        pid = await spawn.started
+        self.assertTrue(alive(pid))
+        await spawn.kill(signal.SIGTERM)
+        self.assertEqual((await spawn.result).status, 143)
+        error = await self.assertFailure(spawn.kill(), MonitorError)
+        self.assertEqual(str(error), "no running spawn with tag %d" % (spawn.tag,))
+
+    async def test_exit_notification(self):
+        """
+        A registered process's exit reaches on_exit with the exact status,
+        after its record is on disk.
+        """
+        client = await self.connect()
+        exits = []
+        seen_record = []
+        record = os.path.join(self.dir, "exit-init.json")
+        client.on_exit = lambda e: (exits.append(e), seen_record.append(os.path.exists(record)))
+        result = await self.sleeper(client).result
+        self.assertEqual(result.status, 0)
+        self.assertEqual(proc_table()[result.pid][0], client.monitor_pid)
+        os.kill(result.pid, signal.SIGKILL)
+        await wait_until(lambda: exits, message="exit notification")
+        self.assertEqual(
+            {k: exits[0][k] for k in ("event", "container", "process", "pid", "status")},
+            {"event": "exit", "container": "c1", "process": "init", "pid": result.pid, "status": 137},
+        )
+        self.assertEqual(seen_record, [True])
+
+    async def test_reconnect(self):
+        """
+        After the daemon disconnects, the monitor keeps the process; a new
+        client sees it in hello and gets its exit.
+        """
+        client = await self.connect()
+        monitor_pid = client.monitor_pid
+        pid = (await self.sleeper(client).result).pid
+        lost = []
+        client.on_lost = lost.append
+        await client.disconnect()
+        self.assertEqual(lost, [])  # a deliberate disconnect is not a loss
+        await self.assertFailure(client.forget("c1", "init"), MonitorLost)
+        self.assertTrue(alive(monitor_pid))
+        again = await self.connect()
+        self.assertEqual(again.monitor_pid, monitor_pid)
+        self.assertEqual(again.processes, [{"container": "c1", "process": "init", "pid": pid, "tty": False}])
+        exits = []
+        again.on_exit = exits.append
+        os.kill(pid, signal.SIGTERM)
+        await wait_until(lambda: exits, message="exit notification")
+        self.assertEqual(exits[0]["status"], 143)
+
+    async def test_monitor_lost(self):
+        """
+        When the monitor dies, pending requests and spawns fail with
+        MonitorLost and on_lost is called.
+        """
+        client = await self.connect()
+        watcher = client.monitor_process
+        lost = []
+        client.on_lost = lost.append
+        os.kill(client.monitor_pid, signal.SIGSTOP)
+        pending = client.close_stdin("c1", "init")
+        spawn = client.spawn(["/bin/sleep", "30"])
+        os.kill(client.monitor_pid, signal.SIGKILL)
+        await self.assertFailure(pending, MonitorLost)
+        await self.assertFailure(spawn.result, MonitorLost)
+        self.assertIsNone(await spawn.started)
+        self.assertEqual(len(lost), 1)
+        await watcher.whenEnded()
+        later = client.spawn(["/bin/true"])
+        await self.assertFailure(later.result, MonitorLost)
+
+    async def test_concurrent_connect(self):
+        """
+        Two connects racing on a fresh state dir end up on one monitor.
+        """
+        first, second = await defer.gatherResults(
+            [defer.ensureDeferred(self.connect()), defer.ensureDeferred(self.connect())]
+        )
+        self.assertEqual(first.monitor_pid, second.monitor_pid)
+        monitors = [
+            p
+            for p in proc_table()
+            if p != os.getpid() and _cmdline(p).endswith("--state-dir\0%s\0--idle-exit\x000.0" % (self.dir,))
+        ]
+        self.assertEqual(monitors, [first.monitor_pid])
+
+    async def test_idle_exit_and_restart(self):
+        """
+        A monitor with nothing to do exits; the next connect starts another.
+        """
+        client = await self.connect(idle_exit=0.2)
+        watcher = client.monitor_process
+        await client.disconnect()
+        await watcher.whenEnded()
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "monitor.sock")))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "monitor.pid")))
+        again = await self.connect()
+        self.assertIsNotNone(again.monitor_process)
+        self.assertNotEqual(again.monitor_pid, client.monitor_pid)
+
+    async def test_requests(self):
+        """
+        resize, close_stdin, adopt and forget reach the monitor; failures come
+        back as MonitorError with the monitor's message.
+        """
+        client = await self.connect()
+        await self.sleeper(client).result
+        error = await self.assertFailure(client.resize("c1", "init", 80, 24), MonitorError)
+        self.assertEqual(str(error), "process init of container c1 has no terminal")
+        error = await self.assertFailure(client.close_stdin("c1", "nope"), MonitorError)
+        self.assertEqual(str(error), "no such process nope of container c1")
+        self.assertTrue((await client.close_stdin("c1", "init"))["ok"])
+
+        sleeper = subprocess.Popen(["/bin/sleep", "30"])
+        self.addCleanup(sleeper.wait)
+        self.addCleanup(sleeper.kill)
+        reply = await client.adopt("c2", "init", sleeper.pid, self.dir)
+        self.assertEqual(reply["pid"], sleeper.pid)
+        await client.forget("c2", "init")
+        other = await self.connect()
+        self.assertEqual([p["container"] for p in other.processes], ["c1"])
+        error = await self.assertFailure(other.adopt("c3", "init", 2**22 + 12345, self.dir), MonitorError)
+        self.assertIn("is not alive", str(error))
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % (pid,)) as f:
+            return f.read().rstrip("\0")
+    except OSError:
+        return ""

@@ -1,0 +1,329 @@
+"""
+Tests for L{containerd_tx.state_store}: the daemon's records in the state dir.
+"""
+
+import json
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from containerd_tx.model import INIT, RUNNING, Container, Process, User
+from containerd_tx.state_store import StateStore, write_atomically
+
+
+def _container(container_id="c1"):
+    init = Process(
+        id=INIT,
+        args=["sh", "-c", "sleep 100"],
+        env=["PATH=/bin", "TERM=xterm"],
+        cwd="/work",
+        terminal=True,
+        user=User(uid=1000, gid=1000, additional_gids=[10, 20]),
+        stdin="/tmp/in",
+        stdout="/tmp/out",
+        stderr="/tmp/err",
+        capabilities=["CAP_KILL", "CAP_CHOWN"],
+        apparmor_profile="docker-default",
+        selinux_label="system_u:system_r:container_t:s0",
+        no_new_privileges=True,
+        rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096}],
+        system_pid=4242,
+    )
+    exec_process = Process(id="exec1", args=["ls"], system_pid=4343)
+    return Container(
+        id=container_id,
+        bundle="/bundles/" + container_id,
+        runtime="runc",
+        runtime_args=["--root=/run/x"],
+        labels=["a=b", "c"],
+        status=RUNNING,
+        no_pivot_root=True,
+        processes={INIT: init, "exec1": exec_process},
+        cgroups={"memory": "/sys/fs/cgroup/memory/x", "unified": "/sys/fs/cgroup/unified/x"},
+        created_ns=1234567890123456789,
+    )
+
+
+class WriteAtomicallyTests(SynchronousTestCase):
+    """
+    L{write_atomically} replaces a file in one step.
+    """
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.path = os.path.join(self.dir, "record.json")
+
+    def test_creates(self):
+        """
+        A new file gets the data, private to the owner, and no temporary file is left behind.
+        """
+        write_atomically(self.path, b"hello")
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"hello")
+        self.assertEqual(os.listdir(self.dir), ["record.json"])
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+
+    def test_replaces(self):
+        """
+        An existing file is replaced by a new one (a new inode: readers of the old one see the old content).
+        """
+        write_atomically(self.path, b"old content that is longer")
+        with open(self.path, "rb") as reader:
+            write_atomically(self.path, b"new")
+            self.assertEqual(reader.read(), b"old content that is longer")
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"new")
+        self.assertEqual(os.listdir(self.dir), ["record.json"])
+
+    def test_large(self):
+        """
+        Data larger than one write is written completely.
+        """
+        data = os.urandom(3 * 1024 * 1024)
+        write_atomically(self.path, data)
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_empty(self):
+        """
+        Empty data gives an empty file.
+        """
+        write_atomically(self.path, b"")
+        self.assertEqual(os.path.getsize(self.path), 0)
+
+    def test_stale_tmp_overwritten(self):
+        """
+        A temporary file left by an earlier crash does not get in the way.
+        """
+        with open(os.path.join(self.dir, ".tmp-record.json"), "wb") as f:
+            f.write(b"torn garbage that is long")
+        write_atomically(self.path, b"ok")
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"ok")
+        self.assertEqual(os.listdir(self.dir), ["record.json"])
+
+
+class StateStoreTests(SynchronousTestCase):
+    """
+    L{StateStore} saves containers and reads them back.
+    """
+
+    def setUp(self):
+        self.state_dir = os.path.abspath(self.mktemp())
+        self.store = StateStore(self.state_dir)
+
+    def save(self, container):
+        self.store.save_container(container)
+        for process in container.processes.values():
+            self.store.save_process(container.id, process)
+
+    def test_layout(self):
+        """
+        Records live under <state-dir>/containers/<id>/, in the documented files.
+        """
+        self.assertTrue(os.path.isdir(os.path.join(self.state_dir, "containers")))
+        self.save(_container("c1"))
+        directory = os.path.join(self.state_dir, "containers", "c1")
+        self.assertEqual(self.store.container_dir("c1"), directory)
+        self.assertEqual(
+            sorted(os.listdir(directory)), ["container.json", "process-exec1.json", "process-init.json"]
+        )
+        self.assertEqual(self.store.runtime_log("c1"), os.path.join(directory, "runtime.log"))
+        self.assertEqual(self.store.pid_file("c1", "init"), os.path.join(directory, "pid-init"))
+        with open(os.path.join(directory, "container.json")) as f:
+            record = json.load(f)
+        self.assertEqual(record["id"], "c1")
+        self.assertNotIn("processes", record)
+
+    def test_round_trip(self):
+        """
+        A saved container with its processes loads back equal, field for field.
+        """
+        container = _container("c1")
+        self.save(container)
+        self.save(_container("c2"))
+        loaded = self.store.load()
+        self.assertEqual([c.id for c in loaded], ["c1", "c2"])
+        self.assertEqual(loaded[0], container)
+        self.assertIsInstance(loaded[0].init.user, User)
+        self.assertEqual(loaded[0].init.user.additional_gids, [10, 20])
+        self.assertEqual(loaded[0].init.system_pid, 4242)
+        self.assertEqual(loaded[0].processes["exec1"].system_pid, 4343)
+
+    def test_fresh_store_on_same_dir(self):
+        """
+        A new store on the same state dir (a restarted daemon) reads what the old one saved.
+        """
+        container = _container()
+        self.save(container)
+        self.assertEqual(StateStore(self.state_dir).load(), [container])
+
+    def test_resave(self):
+        """
+        Saving again replaces the record.
+        """
+        container = _container()
+        self.save(container)
+        container.status = "paused"
+        container.processes[INIT].system_pid = 99
+        self.save(container)
+        self.assertEqual(self.store.load(), [container])
+
+    def test_empty(self):
+        """
+        A fresh state dir holds no containers.
+        """
+        self.assertEqual(self.store.load(), [])
+
+    def test_load_removes_tmp_files(self):
+        """
+        Torn temporary files are removed by load(); the records beside them are kept.
+        """
+        container = _container()
+        self.save(container)
+        directory = self.store.container_dir(container.id)
+        for name in (".tmp-container.json", ".tmp-process-init.json", ".tmp-exit-init.json"):
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(b'{"torn')
+        self.assertEqual(self.store.load(), [container])
+        self.assertEqual([n for n in os.listdir(directory) if n.startswith(".tmp-")], [])
+
+    def test_load_removes_folder_without_record(self):
+        """
+        A folder without container.json (a create that crashed half-way) is removed by load().
+        """
+        self.save(_container("good"))
+        directory = self.store.container_dir("half")
+        os.makedirs(directory)
+        with open(os.path.join(directory, "runtime.log"), "w") as f:
+            f.write("log")
+        self.assertEqual([c.id for c in self.store.load()], ["good"])
+        self.assertFalse(os.path.exists(directory))
+
+    def test_load_removes_folder_with_only_tmp_record(self):
+        """
+        A folder whose container record never got past its temporary file is removed.
+        """
+        directory = self.store.container_dir("half")
+        os.makedirs(directory)
+        with open(os.path.join(directory, ".tmp-container.json"), "wb") as f:
+            f.write(b"{}")
+        self.assertEqual(self.store.load(), [])
+        self.assertFalse(os.path.exists(directory))
+
+    def test_load_removes_folder_with_garbage_record(self):
+        """
+        A folder whose container.json is garbage (not JSON, or not a container) is removed by load().
+        """
+        self.save(_container("good"))
+        for name, content in (
+            ("torn", b'{"id": "torn", "bun'),
+            ("empty", b""),
+            ("list", b"[1, 2]"),
+            ("number", b"5"),
+            ("null", b"null"),
+            ("partial", b'{"id": "partial"}'),
+            ("extra", json.dumps(dict(_container("extra").to_record(), bogus=1)).encode()),
+        ):
+            directory = self.store.container_dir(name)
+            os.makedirs(directory)
+            with open(os.path.join(directory, "container.json"), "wb") as f:
+                f.write(content)
+        self.assertEqual([c.id for c in self.store.load()], ["good"])
+        self.assertEqual(os.listdir(os.path.join(self.state_dir, "containers")), ["good"])
+
+    def test_load_skips_garbage_process_record(self):
+        """
+        A process record that is not a process is skipped; the container and its good processes load.
+        """
+        container = _container()
+        self.save(container)
+        directory = self.store.container_dir(container.id)
+        for name, content in (("torn", b'{"id": "to'), ("list", b"[]"), ("number", b"5"), ("empty", b"{}")):
+            with open(os.path.join(directory, f"process-{name}.json"), "wb") as f:
+                f.write(content)
+        self.assertEqual(self.store.load(), [container])
+
+    def test_load_ignores_files_in_root(self):
+        """
+        Stray files beside the container folders are left alone.
+        """
+        stray = os.path.join(self.state_dir, "containers", "README")
+        with open(stray, "w"):
+            pass
+        self.assertEqual(self.store.load(), [])
+        self.assertTrue(os.path.exists(stray))
+
+    def _write_exit(self, container_id, process_id, content):
+        directory = self.store.container_dir(container_id)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, f"exit-{process_id}.json"), "wb") as f:
+            f.write(content if isinstance(content, bytes) else json.dumps(content).encode())
+
+    def test_read_exit_records(self):
+        """
+        Exit records come back oldest first (by time_ns); garbage records are skipped.
+        """
+        self.save(_container())
+        self._write_exit("c1", "late", {"pid": "late", "status": 1, "time_ns": 300})
+        self._write_exit("c1", "early", {"pid": "early", "status": 2, "time_ns": 100})
+        self._write_exit("c1", "middle", {"pid": "middle", "status": 3, "time_ns": 200})
+        self._write_exit("c1", "torn", b'{"pid": "torn", "sta')
+        self._write_exit("c1", "list", b"[1]")
+        with open(os.path.join(self.store.container_dir("c1"), "exit-notes.txt"), "w") as f:
+            f.write("not a record")
+        records = self.store.read_exit_records("c1")
+        self.assertEqual([r["pid"] for r in records], ["early", "middle", "late"])
+        self.assertEqual([r["status"] for r in records], [2, 3, 1])
+
+    def test_read_exit_records_unknown_container(self):
+        """
+        A container without a folder has no exit records.
+        """
+        self.assertEqual(self.store.read_exit_records("nothing"), [])
+
+    def test_remove_exit_record(self):
+        """
+        remove_exit_record drops one exit record only (and tolerates a missing one).
+        """
+        self._write_exit("c1", "a", {"time_ns": 1})
+        self._write_exit("c1", "b", {"time_ns": 2})
+        self.store.remove_exit_record("c1", "a")
+        self.store.remove_exit_record("c1", "a")
+        self.assertEqual(self.store.read_exit_records("c1"), [{"time_ns": 2}])
+
+    def test_remove_process(self):
+        """
+        remove_process removes the process record, its exit record and its pid file, nothing else.
+        """
+        container = _container()
+        self.save(container)
+        directory = self.store.container_dir(container.id)
+        self._write_exit("c1", "exec1", {"time_ns": 1})
+        self._write_exit("c1", "init", {"time_ns": 2})
+        for process_id in ("exec1", "init"):
+            with open(self.store.pid_file("c1", process_id), "w") as f:
+                f.write("123")
+        self.store.remove_process("c1", "exec1")
+        self.assertEqual(
+            sorted(os.listdir(directory)), ["container.json", "exit-init.json", "pid-init", "process-init.json"]
+        )
+        loaded = self.store.load()
+        self.assertEqual(list(loaded[0].processes), [INIT])
+        # Removing what is not there is harmless.
+        self.store.remove_process("c1", "exec1")
+        self.store.remove_process("c1", "never")
+
+    def test_remove_container(self):
+        """
+        remove_container forgets the container and every file of it; the others stay.
+        """
+        self.save(_container("c1"))
+        self.save(_container("c2"))
+        with open(self.store.runtime_log("c1"), "w") as f:
+            f.write("log")
+        self.store.remove_container("c1")
+        self.assertFalse(os.path.exists(self.store.container_dir("c1")))
+        self.assertEqual([c.id for c in self.store.load()], ["c2"])
+        self.store.remove_container("c1")  # twice is harmless
