@@ -15,7 +15,7 @@ from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
 from containerd_tx.api_convert import container_to_proto, event_to_proto, ns_from_timestamp
 from containerd_tx.bridge import ReactorBridge, StreamFeed
-from containerd_tx.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from containerd_tx.errors import InvalidArgument, ResourceExhausted
 from containerd_tx.model import PAUSED, RUNNING
 from containerd_tx.resources import linux_resources
 from containerd_tx.supervisor import CreateRequest, ExecRequest
@@ -29,6 +29,7 @@ from containerd_tx.validation import (
 MAX_LABELS = 1024
 MAX_LABEL_LENGTH = 4096
 MAX_RUNTIME_ARGS = 64
+NAMESPACES = ("network", "pid", "ipc", "uts", "mount", "user", "cgroup")
 
 
 def _translated(method):
@@ -74,7 +75,8 @@ class APIService(pb_grpc.APIServicer):
     def CreateContainer(self, request, context):
         validate_id(request.id)
         if request.checkpoint:
-            raise FailedPrecondition("restoring from a checkpoint is not supported by this daemon yet")
+            validate_id(request.checkpoint, "checkpoint name")
+        _check_dir(request.checkpointDir, "checkpointDir")
         config = load_bundle_config(request.bundlePath)
         stdio = (
             validate_stdio_path(request.stdin, "stdin") or "",
@@ -94,6 +96,8 @@ class APIService(pb_grpc.APIServicer):
             runtime=request.runtime,
             runtime_args=list(request.runtimeArgs),
             no_pivot_root=request.noPivotRoot,
+            checkpoint=request.checkpoint,
+            checkpoint_dir=request.checkpointDir,
         )
         container = self._bridge.call(self._create, create)
         return pb.CreateContainerResponse(container=container)
@@ -190,6 +194,46 @@ class APIService(pb_grpc.APIServicer):
         if status:
             await self._supervisor.set_status(container_id, status)
 
+    @_translated
+    def CreateCheckpoint(self, request, context):
+        validate_id(request.id)
+        checkpoint = request.checkpoint
+        validate_id(checkpoint.name, "checkpoint name")
+        _check_dir(request.checkpointDir, "checkpointDir")
+        for namespace in checkpoint.emptyNS:
+            if namespace not in NAMESPACES:
+                raise InvalidArgument(f"invalid emptyNS entry {namespace!r}: use one of {', '.join(NAMESPACES)}")
+        options = {
+            "name": checkpoint.name,
+            "exit": checkpoint.exit,
+            "tcp": checkpoint.tcp,
+            "unix_sockets": checkpoint.unixSockets,
+            "shell": checkpoint.shell,
+            "empty_ns": list(checkpoint.emptyNS),
+        }
+        self._bridge.call(self._supervisor.create_checkpoint, request.id, options, request.checkpointDir)
+        return pb.CreateCheckpointResponse()
+
+    @_translated
+    def ListCheckpoint(self, request, context):
+        validate_id(request.id)
+        _check_dir(request.checkpointDir, "checkpointDir")
+        found = self._bridge.call(self._supervisor.list_checkpoints, request.id, request.checkpointDir)
+        return pb.ListCheckpointResponse(checkpoints=[
+            pb.Checkpoint(name=c.get("name", ""), exit=bool(c.get("exit")), tcp=bool(c.get("tcp")),
+                          unixSockets=bool(c.get("unix_sockets")), shell=bool(c.get("shell")),
+                          emptyNS=list(c.get("empty_ns") or []))
+            for c in found
+        ])
+
+    @_translated
+    def DeleteCheckpoint(self, request, context):
+        validate_id(request.id)
+        validate_id(request.name, "checkpoint name")
+        _check_dir(request.checkpointDir, "checkpointDir")
+        self._bridge.call(self._supervisor.delete_checkpoint, request.id, request.name, request.checkpointDir)
+        return pb.DeleteCheckpointResponse()
+
     def Events(self, request, context):
         try:
             since = ns_from_timestamp(request.timestamp) if request.HasField("timestamp") else None
@@ -260,6 +304,11 @@ def _resource_fields(resources):
         "blkio_throttle_write_iops_device": throttles(resources.blkioThrottleWriteIopsDevice),
         "pids_limit": resources.pidsLimit,
     }
+
+
+def _check_dir(path, name):
+    if path and (not path.startswith("/") or "\0" in path or len(path) > 4096):
+        raise InvalidArgument(f"{name} {path!r} must be an absolute path")
 
 
 def _check_strings(values, name, max_count, max_length):

@@ -16,7 +16,6 @@ import sys
 from collections import namedtuple
 
 from twisted.internet import defer, error
-from twisted.internet.error import ProcessDone, ProcessTerminated  # noqa: F401 (docs)
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
@@ -214,8 +213,8 @@ class MonitorProcess(ProcessProtocol):
 
     def whenEnded(self):
         """
-        @return: Deferred firing with the exit reason (a L{ProcessDone} or
-            L{ProcessTerminated} instance) once the monitor has exited and
+        @return: Deferred firing with the exit reason (a L{twisted.internet.error.ProcessDone} or
+            L{twisted.internet.error.ProcessTerminated} instance) once the monitor has exited and
             been reaped (at once if it has).
         """
         if self.ended:
@@ -303,7 +302,9 @@ class MonitorClient:
         @return: Deferred firing with a connected L{MonitorClient}, or failing
             with L{MonitorError}.
         """
-        return defer.ensureDeferred(cls._connect(reactor, os.path.abspath(state_dir), python, idle_exit, timeout))
+        return defer.ensureDeferred(
+            cls._connect(reactor, os.path.abspath(state_dir), python, idle_exit, timeout)
+        )
 
     @classmethod
     async def _connect(cls, reactor, state_dir, python, idle_exit, timeout):

@@ -24,7 +24,6 @@ import selectors
 import socket
 import stat
 import struct
-import sys
 import termios
 import time
 

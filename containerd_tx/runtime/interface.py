@@ -46,5 +46,14 @@ class IRuntime(Interface):
     def update(container_id, resources_json_path, global_args=()):
         """Apply new resource limits (an OCI LinuxResources JSON file)."""
 
+    def checkpoint(container_id, image_path, work_path, options, global_args=()):
+        """
+        Dump the container with CRIU; options: exit, tcp, unix_sockets, shell, empty_ns.
+        """
+
+    def restore(container_id, bundle, image_path, work_path, options, process_stdio, register, global_args=(),
+                no_pivot_root=False, console_socket=None, timeout=None):
+        """Restore a container from a CRIU image detached; fires with its init's host pid."""
+
     def list(global_args=()):
         """Fires with the runtime's containers: a list of dicts with at least C{id} and C{status}."""

@@ -14,10 +14,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from containerd_tx.errors import DeadlineExceeded, NotFound, RuntimeFailure
+from containerd_tx.errors import DeadlineExceeded, FailedPrecondition, NotFound, RuntimeFailure
 from containerd_tx.runtime.interface import IRuntime
 
 log = Logger()
+
+
+class CheckpointFailed(FailedPrecondition):
+    """CRIU could not dump the container in its present state; the container is left as it was."""
 
 
 @implementer(IRuntime)
@@ -82,8 +86,49 @@ class RuncRuntime:
         return self._start(self._argv(global_args, *command), process_stdio, pid_file, log_file, register,
                            console_socket, timeout)
 
+    def restore(self, container_id, bundle, image_path, work_path, options, process_stdio, register,
+                global_args=(), no_pivot_root=False, console_socket=None, timeout=None):
+        """
+        Restore a container from a CRIU image (C{restore -d}); fires with the restored init's host pid.
+
+        @param options: the checkpoint's options (tcp, unix_sockets, shell) that restore must repeat.
+        """
+        work_dir = register[2]
+        pid_file = os.path.join(work_dir, f"pid-{register[1]}")
+        log_file = os.path.join(work_dir, "runtime.log")
+        command = ["--log", log_file, "--log-format", "json", "restore", "-d", "--image-path", image_path,
+                   "--work-path", work_path, "--bundle", bundle, "--pid-file", pid_file]
+        command += _criu_flags(options)
+        if no_pivot_root:
+            command.append("--no-pivot")
+        if console_socket:
+            command += ["--console-socket", console_socket]
+        command.append(container_id)
+        return self._start(self._argv(global_args, *command), process_stdio, pid_file, log_file, register,
+                           console_socket, timeout, criu_log=os.path.join(work_path, "restore.log"))
+
     @defer.inlineCallbacks
-    def _start(self, argv, stdio, pid_file, log_file, register, console_socket, timeout):
+    def checkpoint(self, container_id, image_path, work_path, options, global_args=()):
+        """
+        Dump the container with CRIU into C{image_path}; it keeps running unless C{options["exit"]}.
+
+        @raise CheckpointFailed: CRIU could not dump it; the message ends with CRIU's own reason.
+        """
+        command = ["checkpoint", "--image-path", image_path, "--work-path", work_path]
+        if not options.get("exit"):
+            command.append("--leave-running")
+        command += _criu_flags(options)
+        for namespace in options.get("empty_ns") or ():
+            command += ["--empty-ns", namespace]
+        command.append(container_id)
+        try:
+            yield self._call(global_args, *command, container_id=container_id)
+        except RuntimeFailure as e:
+            reason = criu_log_errors(os.path.join(work_path, "dump.log"))
+            raise CheckpointFailed(f"{e.message}{': ' + reason if reason else ''}")
+
+    @defer.inlineCallbacks
+    def _start(self, argv, stdio, pid_file, log_file, register, console_socket, timeout, criu_log=None):
         self.starts_in_flight += 1
         self.max_starts_in_flight = max(self.max_starts_in_flight, self.starts_in_flight)
         if self.debug:
@@ -118,7 +163,9 @@ class RuncRuntime:
                     f"{self.name} did not start {register[0]} within {timeout:g}s; it was killed"
                 )
             if result.status != 0:
-                raise RuntimeFailure(self._failure_text(argv, result, log_file))
+                message = self._failure_text(argv, result, log_file)
+                reason = criu_log_errors(criu_log) if criu_log else ""
+                raise RuntimeFailure(f"{message}{': ' + reason if reason else ''}")
             return result.pid
         finally:
             self.starts_in_flight -= 1
@@ -176,6 +223,31 @@ class RuncRuntime:
         if self.debug:
             log.debug("runtime: {argv} ({ms:.1f} ms)", argv=" ".join(argv),
                       ms=(self._reactor.seconds() - started) * 1000)
+
+
+def _criu_flags(options):
+    flags = []
+    if options.get("tcp"):
+        flags.append("--tcp-established")
+    if options.get("unix_sockets"):
+        flags.append("--ext-unix-sk")
+    if options.get("shell"):
+        flags.append("--shell-job")
+    return flags
+
+
+def criu_log_errors(path, lines=3):
+    """The last few error lines of a CRIU log (dump.log, restore.log), joined; "" when there are none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 262144))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    errors = [line.split(")", 1)[-1].strip() for line in text.splitlines() if "Error" in line]
+    errors = [e for e in errors if e and "Dumping FAILED" not in e and "Restoring FAILED" not in e]
+    return "; ".join(errors[-lines:])
 
 
 def _subcommand(argv):

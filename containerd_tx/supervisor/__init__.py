@@ -2,11 +2,12 @@
 The supervisor: the single owner of container state, living in the reactor thread.
 
 Every change to a container happens here, one module per kind of task (as containerd 0.2's supervisor/ did):
-L{core} (state, create, signal), L{exits}, L{recovery}, L{execs}, L{updates}. The gRPC layer only translates
+L{core} (state, create, signal), L{exits}, L{recovery}, L{execs}, L{updates}, L{checkpoints}. The gRPC layer only translates
 requests into calls of this class (through the thread bridge); the runtime driver only runs commands; the
 monitor process only spawns, reaps and records exits.
 """
 
+from containerd_tx.supervisor.checkpoints import Checkpoints
 from containerd_tx.supervisor.core import CreateRequest, Machine, SupervisorCore, read_machine
 from containerd_tx.supervisor.execs import ExecRequest, Execs
 from containerd_tx.supervisor.exits import ExitHandling
@@ -14,7 +15,7 @@ from containerd_tx.supervisor.recovery import Recovery
 from containerd_tx.supervisor.updates import Updates
 
 
-class Supervisor(SupervisorCore, ExitHandling, Recovery, Execs, Updates):
+class Supervisor(SupervisorCore, ExitHandling, Recovery, Execs, Updates, Checkpoints):
     """The supervisor with every kind of task; see the modules of this package."""
 
 

@@ -19,6 +19,7 @@ from containerd_tx.errors import (
 )
 from containerd_tx.events import START_CONTAINER
 from containerd_tx.model import CREATING, INIT, RUNNING, Container, Process
+from containerd_tx.supervisor.checkpoints import checkpoint_root, read_checkpoint
 
 log = Logger()
 
@@ -39,6 +40,10 @@ class CreateRequest:
     runtime: str = ""
     runtime_args: list = field(default_factory=list)
     no_pivot_root: bool = False
+    #: Restore from this checkpoint (name) instead of starting fresh; its folder is checkpoint_dir or
+    #: the bundle's checkpoints/.
+    checkpoint: str = ""
+    checkpoint_dir: str = ""
 
 
 @dataclass
@@ -151,11 +156,15 @@ class SupervisorCore:
             processes={INIT: init},
             created_ns=time.time_ns(),
         )
+        restore = None
+        if request.checkpoint:
+            root = checkpoint_root(request.bundle, request.checkpoint_dir)
+            restore = (os.path.join(root, request.checkpoint), read_checkpoint(root, request.checkpoint))
         self.containers[container.id] = container
         try:
             self.store.save_container(container)
             self.store.save_process(container.id, init)
-            pid = await self._start_init(container, runtime)
+            pid = await self._start_init(container, runtime, restore)
         except BaseException:
             await self._discard(container, runtime)
             raise
@@ -166,10 +175,20 @@ class SupervisorCore:
         self._reactor.callLater(0, self._deliver_early_exit, container.id, INIT)
         return container
 
-    async def _start_init(self, container, runtime):
+    async def _start_init(self, container, runtime, restore=None):
         console = self._console_socket() if container.init.terminal else None
         await self._starts.acquire()
         try:
+            if restore is not None:
+                image, options = restore
+                work = os.path.join(self.store.container_dir(container.id), "criu-restore")
+                os.makedirs(work, mode=0o700, exist_ok=True)
+                return await runtime.restore(
+                    container.id, container.bundle, image, work, options, _stdio(container.init),
+                    (container.id, INIT, self.store.container_dir(container.id)),
+                    global_args=container.runtime_args, no_pivot_root=container.no_pivot_root,
+                    console_socket=console, timeout=self.start_timeout,
+                )
             return await runtime.run(
                 container.id,
                 container.bundle,

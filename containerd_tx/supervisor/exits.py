@@ -8,7 +8,7 @@ import os
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from containerd_tx.errors import ContainerdError
+from containerd_tx.errors import ContainerdError, NotFound
 from containerd_tx.events import EXIT
 from containerd_tx.model import CREATING, INIT, STOPPED
 
@@ -83,6 +83,8 @@ class ExitHandling:
         deleted = self._reactor.seconds()
         try:
             await runtime.delete(container.id, container.runtime_args)
+        except NotFound:
+            pass  # already gone from the runtime (e.g. a checkpoint with exit removes it)
         except ContainerdError as e:
             log.warn("runtime delete of {id} failed ({e}); forcing", id=container.id, e=e)
             try:

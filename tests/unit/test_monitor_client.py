@@ -4,9 +4,11 @@ Tests for L{containerd_tx.monitor.client}: the Twisted client against a real
 monitor process (started by the client itself), with /bin/sh children.
 """
 
+import ctypes
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -21,9 +23,32 @@ from containerd_tx.monitor.client import (
     MonitorLost,
     SpawnResult,
 )
-from tests.unit.test_monitord import PYTHON, SH, alive, descendants, proc_table
+from tests.unit.test_monitord import PYTHON, SH, Client, alive, descendants, proc_table
 
 SLEEPER = "sleep 30 >/dev/null 2>&1 & echo $! > %s"
+
+PR_SET_CHILD_SUBREAPER = 36
+
+# A minimal daemon: connects (starting the monitor), registers a sleeper,
+# prints the pids, and keeps its reactor running until it is killed.
+DAEMON = """
+import os, sys
+from twisted.internet import reactor, defer
+from containerd_tx.monitor.client import MonitorClient
+
+async def main(state_dir):
+    client = await MonitorClient.connect(reactor, state_dir, idle_exit=0)
+    pid_file = os.path.join(state_dir, "s.pid")
+    result = await client.spawn(
+        ["/bin/sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $! > " + pid_file],
+        pid_file=pid_file,
+        register={"container": "c1", "process": "init", "record_dir": state_dir},
+    ).result
+    print(client.monitor_pid, result.pid, flush=True)
+
+defer.ensureDeferred(main(sys.argv[1])).addErrback(lambda f: (f.printTraceback(), reactor.stop()))
+reactor.run()
+"""
 
 
 async def wait_until(predicate, timeout=10.0, message="condition"):
@@ -116,6 +141,69 @@ class MonitorClientTests(unittest.TestCase):
         again = await self.connect()
         self.assertIsNone(again.monitor_process)
         self.assertEqual(again.monitor_pid, client.monitor_pid)
+
+    async def test_stale_files(self):
+        """
+        A socket and pid file left by a dead monitor do not stop connect
+        from starting a new one.
+        """
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(os.path.join(self.dir, "monitor.sock"))
+        stale.close()
+        with open(os.path.join(self.dir, "monitor.pid"), "w") as f:
+            f.write("999999\n")
+        client = await self.connect()
+        self.assertIsNotNone(client.monitor_process)
+        with open(os.path.join(self.dir, "monitor.pid")) as f:
+            self.assertEqual(int(f.read()), client.monitor_pid)
+
+    async def test_monitor_survives_daemon(self):
+        """
+        SIGTERM to the daemon's whole process group and SIGKILL of the
+        daemon do not reach the monitor (own session); its container process
+        keeps running and a new client finds it.
+        """
+        libc = ctypes.CDLL(None, use_errno=True)
+        # The monitor is orphaned when the daemon dies: become its subreaper
+        # so that it can be reaped here, instead of by a PID 1 that never does.
+        self.assertEqual(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0)
+        self.addCleanup(libc.prctl, PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ, PYTHONPATH=top)
+        daemon = subprocess.Popen(
+            [PYTHON, "-c", DAEMON, self.dir], stdout=subprocess.PIPE, env=env, start_new_session=True
+        )
+        self.addCleanup(daemon.wait)
+        self.addCleanup(lambda: daemon.poll() is None and daemon.kill())
+        output = []
+        line = await wait_until(lambda: _read_line(daemon.stdout, output), message="daemon ready")
+        monitor_pid, sleeper_pid = map(int, line.split())
+
+        def reap_monitor():
+            if alive(monitor_pid):
+                os.kill(monitor_pid, signal.SIGTERM)
+            try:
+                return os.waitpid(monitor_pid, os.WNOHANG)[0] == monitor_pid
+            except ChildProcessError:
+                return True
+
+        self.addCleanup(lambda: defer.ensureDeferred(wait_until(reap_monitor, message="monitor reaped")))
+        self.addCleanup(lambda: alive(sleeper_pid) and os.kill(sleeper_pid, signal.SIGKILL))
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.kill()
+        daemon.wait()
+        await wait_until(lambda: proc_table()[monitor_pid][0] == os.getpid(), message="monitor reparented")
+        self.assertTrue(alive(monitor_pid))
+        self.assertTrue(alive(sleeper_pid))
+        self.assertEqual(proc_table()[sleeper_pid][0], monitor_pid)
+        client = Client(os.path.join(self.dir, "monitor.sock"))
+        self.addCleanup(client.close)
+        self.assertEqual(
+            client.request("hello")["processes"],
+            [{"container": "c1", "process": "init", "pid": sleeper_pid, "tty": False}],
+        )
+        os.kill(sleeper_pid, signal.SIGKILL)
+        self.assertEqual(client.event(event="exit")["status"], 137)
 
     async def test_spawn_capture(self):
         """
@@ -277,3 +365,18 @@ def _cmdline(pid):
             return f.read().rstrip("\0")
     except OSError:
         return ""
+
+
+def _read_line(stream, chunks):
+    """
+    Accumulate what the pipe holds in C{chunks} without blocking; return
+    the first complete line, or None.
+    """
+    os.set_blocking(stream.fileno(), False)
+    try:
+        data = os.read(stream.fileno(), 4096)
+    except BlockingIOError:
+        data = b""
+    chunks.append(data)
+    joined = b"".join(chunks)
+    return joined.split(b"\n", 1)[0] if b"\n" in joined else None

@@ -10,7 +10,6 @@ all (no zombies left behind), then stops it.
 
 import base64
 import ctypes
-import errno
 import json
 import os
 import shutil
@@ -473,7 +472,9 @@ class MonitordTests(unittest.TestCase):
         reply = self.client.spawn([SH, "-c", "exit 0"], register=register, pid_file=missing)
         self.assertEqual(reply["error"], "pid file %s: No such file or directory" % (missing,))
         garbage = os.path.join(self.dir, "garbage.pid")
-        reply = self.client.spawn([SH, "-c", "echo abc > %s" % (garbage,)], register=register, pid_file=garbage)
+        reply = self.client.spawn(
+            [SH, "-c", "echo abc > %s" % (garbage,)], register=register, pid_file=garbage
+        )
         self.assertFalse(reply["ok"])
         self.assertIn("pid file %s: no pid" % (garbage,), reply["error"])
         # a failing command registers nothing and is no error
@@ -804,10 +805,14 @@ class MonitordTests(unittest.TestCase):
         self.assertEqual(self.client.next_untagged()["error"], "bad request: expected a JSON object")
         self.assertTrue(self.client.next_untagged()["error"].startswith("bad request: not JSON"))
         self.client.send_raw(b'{"op": "nope", "tag": 5}\n{"op": "hello"}\n')
-        self.assertEqual(self.client.reply(5), {"tag": 5, "ok": False, "error": "bad request: unknown op 'nope'"})
+        self.assertEqual(
+            self.client.reply(5), {"tag": 5, "ok": False, "error": "bad request: unknown op 'nope'"}
+        )
         self.assertEqual(self.client.next_untagged()["error"], "bad request: missing integer tag")
         self.client.send_raw(b'{"op": "spawn", "tag": 6, "argv": "x"}\n')
-        self.assertEqual(self.client.reply(6)["error"], "bad request: argv must be a non-empty list of strings")
+        self.assertEqual(
+            self.client.reply(6)["error"], "bad request: argv must be a non-empty list of strings"
+        )
         self.client.send_raw(b'{"op": "resize", "tag": 7, "container": "../x", "process": "p"}\n')
         self.assertEqual(self.client.reply(7)["error"], "bad request: container '../x' is not a valid name")
         self.client.send_raw(b"x" * (2 * 1024 * 1024) + b"\n")
@@ -840,7 +845,8 @@ class MonitordTests(unittest.TestCase):
         sleeper = subprocess.Popen(["/bin/sleep", "30"])
         self.addCleanup(sleeper.wait)
         self.addCleanup(sleeper.kill)
-        reply = self.client.request("adopt", container="c9", process="init", pid=sleeper.pid, record_dir=self.dir)
+        adopt = dict(container="c9", process="init", pid=sleeper.pid, record_dir=self.dir)
+        reply = self.client.request("adopt", **adopt)
         self.assertEqual(reply, {"tag": 1, "ok": True, "pid": sleeper.pid})
         self.assertEqual(
             self.client.request("hello")["processes"],
@@ -854,7 +860,7 @@ class MonitordTests(unittest.TestCase):
         )
         self.assertEqual(self.read_record("init")["unknown"], True)
         sleeper.wait()
-        reply = self.client.request("adopt", container="c9", process="init", pid=sleeper.pid, record_dir=self.dir)
+        reply = self.client.request("adopt", **adopt)
         self.assertEqual(reply["error"], "pid %d is not alive" % (sleeper.pid,))
 
     def test_forget(self):
@@ -905,7 +911,9 @@ class IdleExitTests(unittest.TestCase):
         self.assertIsNone(monitor.popen.poll())  # a registered process
         os.kill(reply["pid"], signal.SIGKILL)
         self.assertEqual(monitor.popen.wait(10), 0)
-        self.assertEqual(sorted(os.listdir(monitor.dir)), ["exit-init.json", "monitor.lock", "monitor.log", "p.pid"])
+        self.assertEqual(
+            sorted(os.listdir(monitor.dir)), ["exit-init.json", "monitor.lock", "monitor.log", "p.pid"]
+        )
         self.assertIn("idle for 0.3s: exiting", monitor.log())
 
     def test_idle_exit_disabled(self):

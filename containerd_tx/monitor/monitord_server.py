@@ -1,0 +1,927 @@
+# -*- test-case-name: tests.unit.test_monitord -*-
+"""
+The container monitor's server: registry, spawns, reaping and the daemon
+connection.  Standard library only; run through C{monitord.py}, which
+documents the process and its wire protocol.
+"""
+
+
+import binascii
+import ctypes
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections import OrderedDict, deque
+
+if __package__:
+    from . import monitord_stdio as sio
+else:  # run by monitord.py, which put this directory on sys.path
+    import monitord_stdio as sio
+
+log = sio.log
+
+PROTOCOL = 1
+#: Bytes of captured stdout (and of stderr) kept per spawn.
+CAPTURE_LIMIT = 16 * 1024 * 1024
+#: Exit statuses of reaped unknown pids kept for a later registration.
+UNCLAIMED_LIMIT = 4096
+#: Longest request line accepted.
+LINE_LIMIT = 1024 * 1024
+#: Replies queued for a daemon that does not read before it is dropped.
+OUTPUT_LIMIT = 256 * 1024 * 1024
+#: Status reported when a watched (adopted) process's status is unknown.
+UNKNOWN_STATUS = 255
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class BadRequest(Exception):
+    """
+    The request is malformed; answered with C{bad request: ...}.
+    """
+
+
+class RequestFailed(Exception):
+    """
+    The request is well-formed but could not be done.
+    """
+
+
+def exit_status(wait_status):
+    """
+    Exit code, or 128 + signal number when killed by a signal.
+    """
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+def read_proc_stat(pid):
+    """
+    Return C{(state, ppid)} of C{pid} from /proc, or None if it is gone.
+    """
+    try:
+        with open("/proc/%d/stat" % (pid,), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[1])
+
+
+def read_pid_file(path):
+    """
+    Read a positive pid from C{path}; raise RequestFailed saying why not.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64)
+    except OSError as e:
+        raise RequestFailed("pid file %s: %s" % (path, e.strerror))
+    try:
+        pid = int(data.strip())
+    except ValueError:
+        pid = 0
+    if pid <= 0:
+        raise RequestFailed("pid file %s: no pid in %r" % (path, data[:32]))
+    return pid
+
+
+def b64(data):
+    """
+    Bytes as a base64 string for the wire.
+    """
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+# Request validation helpers ---------------------------------------------------
+
+
+def _get_str(req, key, optional=False, path=False):
+    value = req.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise BadRequest("%s must be a non-empty string" % (key,))
+    if path and not value.startswith("/"):
+        raise BadRequest("%s must be an absolute path" % (key,))
+    return value
+
+
+def _get_name(req, key):
+    value = _get_str(req, key)
+    if "/" in value or value in (".", "..") or len(value) > 200:
+        raise BadRequest("%s %r is not a valid name" % (key, value))
+    return value
+
+
+def _get_int(req, key, low, high, default=None):
+    value = req.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest("%s must be an integer in [%d, %d]" % (key, low, high))
+    return value
+
+
+class Proc:
+    """
+    A registered container process.
+    """
+
+    def __init__(self, container, process, pid, record_dir, proxies):
+        self.container = container
+        self.process = process
+        self.pid = pid
+        self.record_dir = record_dir
+        self.proxies = proxies
+        self.pidfd = None
+
+    @property
+    def key(self):
+        return (self.container, self.process)
+
+    def describe(self):
+        return {
+            "container": self.container,
+            "process": self.process,
+            "pid": self.pid,
+            "tty": self.proxies.master is not None,
+        }
+
+
+class SpawnJob:
+    """
+    A running spawned command and what its reply needs.
+    """
+
+    def __init__(self, conn, tag, argv0, pid_file, register, proxies):
+        self.conn = conn
+        self.tag = tag
+        self.argv0 = argv0
+        self.pid_file = pid_file
+        self.register = register
+        self.proxies = proxies
+        self.captures = None
+        self.console = None
+        self.pid = None
+
+
+class Connection:
+    """
+    The daemon's connection: line framing in, queued non-blocking writes out.
+    """
+
+    serials = 0
+
+    def __init__(self, monitor, sock):
+        Connection.serials += 1
+        self.serial = Connection.serials
+        self.monitor = monitor
+        self.loop = monitor.loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbuf = bytearray()
+        self.discarding = False
+        self.out = deque()
+        self.out_size = 0
+        self.writing = False
+        self.closed = False
+        self.loop.add_reader(self.fd, self._on_readable)
+
+    def _on_readable(self):
+        try:
+            data = self.sock.recv(256 * 1024)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self.monitor.connection_lost(self, e.strerror)
+            return
+        if not data:
+            self.monitor.connection_lost(self, "closed by the daemon")
+            return
+        self.inbuf += data
+        while not self.closed:
+            i = self.inbuf.find(b"\n")
+            if i < 0:
+                break
+            line = bytes(self.inbuf[:i])
+            del self.inbuf[: i + 1]
+            if self.discarding:
+                self.discarding = False
+                continue
+            if line.strip():
+                self.monitor.handle_line(self, line)
+        if len(self.inbuf) > LINE_LIMIT and not self.closed:
+            self.inbuf = bytearray()
+            if not self.discarding:
+                self.discarding = True
+                log("request line longer than %d bytes dropped" % (LINE_LIMIT,))
+                self.send({"ok": False, "error": "bad request: line longer than %d bytes" % (LINE_LIMIT,)})
+
+    def send(self, message):
+        """
+        Queue one JSON message; drop the connection if it stopped reading.
+        """
+        if self.closed:
+            return
+        data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        self.out.append(memoryview(data))
+        self.out_size += len(data)
+        if self.out_size > OUTPUT_LIMIT:
+            self.monitor.connection_lost(self, "daemon does not read its replies")
+            return
+        self._flush()
+
+    def _flush(self):
+        while self.out:
+            head = self.out[0]
+            try:
+                n = self.sock.send(head)
+            except (BlockingIOError, InterruptedError):
+                if not self.writing:
+                    self.loop.add_writer(self.fd, self._flush)
+                    self.writing = True
+                return
+            except OSError as e:
+                self.monitor.connection_lost(self, e.strerror)
+                return
+            self.out_size -= n
+            if n == len(head):
+                self.out.popleft()
+            else:
+                self.out[0] = head[n:]
+        if self.writing:
+            self.loop.remove_writer(self.fd)
+            self.writing = False
+
+    def close(self):
+        """
+        Close the socket; queued messages are dropped.
+        """
+        if not self.closed:
+            self.closed = True
+            self.loop.discard(self.fd)
+            self.sock.close()
+            self.out.clear()
+
+
+class Monitor:
+    """
+    The monitor: registry, spawns, reaping, and the daemon connection.
+    """
+
+    def __init__(self, state_dir, idle_exit):
+        self.state_dir = state_dir
+        self.idle_exit = idle_exit
+        self.pid = os.getpid()
+        self.loop = sio.Loop()
+        self.sock_path = os.path.join(state_dir, "monitor.sock")
+        self.pid_path = os.path.join(state_dir, "monitor.pid")
+        self.lock_path = os.path.join(state_dir, "monitor.lock")
+        self.lock_fd = None
+        self.listener = None
+        self.conn = None
+        self.procs = {}
+        self.procs_by_pid = {}
+        self.spawns = {}
+        self.spawn_tags = {}
+        self.unclaimed = OrderedDict()
+        self.stopping = False
+        self.idle_since = None
+        self.devnull = None
+        self.default_signals = ()
+        self.ops = {
+            "hello": self.op_hello,
+            "spawn": self.op_spawn,
+            "kill": self.op_kill,
+            "resize": self.op_resize,
+            "close_stdin": self.op_close_stdin,
+            "adopt": self.op_adopt,
+            "forget": self.op_forget,
+        }
+
+    # Start and stop -------------------------------------------------------------
+
+    def lock(self):
+        """
+        Take DIR/monitor.lock; False if another monitor holds it.
+        """
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def start(self):
+        """
+        Become session leader and subreaper, set up signals, write the pid
+        file, listen on the socket.
+        """
+        os.chdir("/")
+        for fd in (0, 1, 2):
+            try:
+                os.fstat(fd)
+            except OSError:
+                os.dup2(os.open(os.devnull, os.O_RDWR), fd)
+        try:
+            os.setsid()
+        except OSError as e:
+            log("setsid failed (%s); continuing in the current session" % (e.strerror,))
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            log("prctl(PR_SET_CHILD_SUBREAPER) failed: %s" % (os.strerror(ctypes.get_errno()),))
+        self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _ignore_signal)
+        self.loop.add_reader(wake_r, lambda: self._on_signals(wake_r))
+        # Signals ignored here (SIGPIPE, SIGXFSZ) must be default in children.
+        self.default_signals = tuple(
+            s for s in range(1, signal.NSIG) if signal.getsignal(s) == signal.SIG_IGN
+        )
+
+        tmp = self.pid_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % (self.pid,))
+        os.rename(tmp, self.pid_path)
+
+        try:
+            os.unlink(self.sock_path)  # stale: we hold the lock
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(self.sock_path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.sock_path, 0o600)
+        sock.listen(16)
+        sock.setblocking(False)
+        self.listener = sock
+        self.loop.add_reader(sock.fileno(), self._on_accept)
+
+    def shutdown(self):
+        """
+        Remove monitor.sock and monitor.pid and close the connection.
+        """
+        if self.listener is not None:
+            self.loop.discard(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        for path in (self.sock_path, self.pid_path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.procs or self.spawns:
+            log(
+                "exiting with %d registered processes and %d running spawns"
+                % (len(self.procs), len(self.spawns))
+            )
+
+    def is_idle(self):
+        return not self.procs and not self.spawns and self.conn is None
+
+    def run(self):
+        """
+        The main loop, until SIGTERM/SIGINT or idle exit.
+        """
+        while not self.stopping:
+            timeout = None
+            if self.idle_exit > 0:
+                if self.is_idle():
+                    now = time.monotonic()
+                    if self.idle_since is None:
+                        self.idle_since = now
+                    timeout = self.idle_since + self.idle_exit - now
+                    if timeout <= 0:
+                        log("idle for %gs: exiting" % (self.idle_exit,))
+                        break
+                else:
+                    self.idle_since = None
+            self.loop.run_once(timeout)
+        self.shutdown()
+
+    # Signals and reaping ----------------------------------------------------------
+
+    def _on_signals(self, fd):
+        try:
+            data = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            data = b""
+        if signal.SIGTERM in data or signal.SIGINT in data:
+            log("terminated by signal: exiting")
+            self.stopping = True
+        self.reap()
+
+    def reap(self):
+        """
+        Reap every exited child: spawns, registered processes, and unknown
+        ones (their status is kept for a later registration).
+        """
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            try:
+                self.child_exited(pid, exit_status(wait_status), time.time_ns())
+            except Exception as e:
+                log("internal error handling exit of pid %d: %s: %s" % (pid, type(e).__name__, e))
+
+    def child_exited(self, pid, status, time_ns):
+        job = self.spawns.pop(pid, None)
+        if job is not None:
+            self.finish_spawn(job, status)
+            return
+        proc = self.procs_by_pid.get(pid)
+        if proc is not None:
+            self.proc_exited(proc, status, time_ns)
+            return
+        self.unclaimed[pid] = (status, time_ns)
+        self.unclaimed.move_to_end(pid)
+        while len(self.unclaimed) > UNCLAIMED_LIMIT:
+            self.unclaimed.popitem(last=False)
+
+    # The daemon connection -------------------------------------------------------
+
+    def _on_accept(self):
+        try:
+            sock, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        sock.setblocking(False)
+        if self.conn is not None:
+            log("a new daemon connection replaces the current one")
+            self.connection_lost(self.conn, "replaced")
+        self.conn = Connection(self, sock)
+
+    def connection_lost(self, conn, why):
+        if conn.closed:
+            return
+        conn.close()
+        if conn is self.conn:
+            self.conn = None
+        for key in [k for k in self.spawn_tags if k[0] == conn.serial]:
+            del self.spawn_tags[key]
+        log("daemon connection closed: %s" % (why,))
+
+    def notify(self, message):
+        if self.conn is not None:
+            self.conn.send(message)
+
+    def handle_line(self, conn, line):
+        """
+        Answer one request line; never raise.
+        """
+        tag = None
+        try:
+            try:
+                req = json.loads(line)
+            except ValueError as e:
+                raise BadRequest("not JSON: %s" % (e,))
+            if not isinstance(req, dict):
+                raise BadRequest("expected a JSON object")
+            tag = req.get("tag")
+            if not isinstance(tag, int) or isinstance(tag, bool):
+                tag = None
+                raise BadRequest("missing integer tag")
+            op = req.get("op")
+            handler = self.ops.get(op) if isinstance(op, str) else None
+            if handler is None:
+                raise BadRequest("unknown op %r" % (op,))
+            reply = handler(conn, tag, req)
+        except BadRequest as e:
+            log("bad request: %s" % (e,))
+            reply = {"ok": False, "error": "bad request: %s" % (e,)}
+        except RequestFailed as e:
+            reply = {"ok": False, "error": str(e)}
+        except Exception as e:
+            log("internal error in request: %s: %s" % (type(e).__name__, e))
+            reply = {"ok": False, "error": "internal error: %s: %s" % (type(e).__name__, e)}
+        if reply is not None:
+            if tag is not None:
+                reply = dict(tag=tag, **reply)
+            conn.send(reply)
+
+    # Requests ---------------------------------------------------------------------
+
+    def op_hello(self, conn, tag, req):
+        processes = [self.procs[k].describe() for k in sorted(self.procs)]
+        return {"ok": True, "pid": self.pid, "protocol": PROTOCOL, "processes": processes}
+
+    def _lookup(self, req):
+        container = _get_name(req, "container")
+        process = _get_name(req, "process")
+        proc = self.procs.get((container, process))
+        if proc is None:
+            raise RequestFailed("no such process %s of container %s" % (process, container))
+        return proc
+
+    def op_kill(self, conn, tag, req):
+        target = _get_int(req, "target", -(2**63), 2**63 - 1)
+        signum = _get_int(req, "signal", 1, signal.NSIG - 1, default=signal.SIGKILL)
+        job = self.spawn_tags.get((conn.serial, target))
+        if job is None:
+            raise RequestFailed("no running spawn with tag %d" % (target,))
+        os.kill(job.pid, signum)
+        return {"ok": True}
+
+    def op_resize(self, conn, tag, req):
+        proc = self._lookup(req)
+        width = _get_int(req, "width", 0, 65535)
+        height = _get_int(req, "height", 0, 65535)
+        if not proc.proxies.resize(width, height):
+            raise RequestFailed(
+                "process %s of container %s has no terminal" % (proc.process, proc.container)
+            )
+        return {"ok": True}
+
+    def op_close_stdin(self, conn, tag, req):
+        self._lookup(req).proxies.close_stdin()
+        return {"ok": True}
+
+    def op_forget(self, conn, tag, req):
+        container = _get_name(req, "container")
+        process = _get_name(req, "process")
+        proc = self.procs.get((container, process))
+        if proc is not None:
+            self.unregister(proc)
+            proc.proxies.close()
+        return {"ok": True}
+
+    def op_adopt(self, conn, tag, req):
+        container = _get_name(req, "container")
+        process = _get_name(req, "process")
+        pid = _get_int(req, "pid", 1, 2**31 - 1)
+        record_dir = _get_str(req, "record_dir", path=True)
+        existing = self.procs.get((container, process))
+        if existing is not None:
+            if existing.pid == pid:
+                return {"ok": True, "pid": pid}
+            raise RequestFailed(
+                "process %s of container %s is already registered with pid %d"
+                % (process, container, existing.pid)
+            )
+        if pid in self.procs_by_pid:
+            other = self.procs_by_pid[pid]
+            raise RequestFailed(
+                "pid %d is already registered as process %s of container %s"
+                % (pid, other.process, other.container)
+            )
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise RequestFailed("pid %d is not alive" % (pid,))
+        except OSError as e:
+            raise RequestFailed("cannot watch pid %d: %s" % (pid, e.strerror))
+        stat = read_proc_stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            os.close(pidfd)
+            raise RequestFailed("pid %d is not alive" % (pid,))
+        proc = self.register(
+            container, process, pid, record_dir, sio.Proxies(self.loop, "%s/%s" % (container, process))
+        )
+        if stat[1] == self.pid:
+            os.close(pidfd)  # our own child: waitpid gives its true status
+        else:
+            proc.pidfd = pidfd
+            self.loop.add_reader(pidfd, lambda: self._on_pidfd(proc))
+        return {"ok": True, "pid": pid}
+
+    def op_spawn(self, conn, tag, req):
+        argv = req.get("argv")
+        if (
+            not isinstance(argv, list)
+            or not argv
+            or not all(isinstance(a, str) and "\0" not in a for a in argv)
+        ):
+            raise BadRequest("argv must be a non-empty list of strings")
+        if not argv[0].startswith("/"):
+            raise BadRequest("argv[0] must be an absolute path")
+        env = req.get("env")
+        if env is None:
+            env = os.environ
+        elif not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and "=" not in k for k, v in env.items()
+        ):
+            raise BadRequest("env must be null or an object of strings")
+        capture = req.get("capture", False)
+        if not isinstance(capture, bool):
+            raise BadRequest("capture must be a boolean")
+        paths = {
+            key: _get_str(req, key, optional=True, path=True)
+            for key in ("stdin", "stdout", "stderr", "pid_file", "console_socket")
+        }
+        register = req.get("register")
+        if register is not None:
+            if not isinstance(register, dict):
+                raise BadRequest("register must be null or an object")
+            register = (
+                _get_name(register, "container"),
+                _get_name(register, "process"),
+                _get_str(register, "record_dir", path=True),
+            )
+            if paths["pid_file"] is None:
+                raise BadRequest("register needs a pid_file")
+            name = "%s/%s" % register[:2]
+        else:
+            name = "spawn %d" % (tag,)
+        if (conn.serial, tag) in self.spawn_tags:
+            raise BadRequest("tag %d is in use by a running spawn" % (tag,))
+
+        job = SpawnJob(conn, tag, argv[0], paths["pid_file"], register, sio.Proxies(self.loop, name))
+        child_fds = [self.devnull, self.devnull, self.devnull]
+        to_close = []
+        try:
+            try:
+                if capture:
+                    job.captures = []
+                    for i in (1, 2):
+                        r, w = os.pipe()
+                        to_close.append(w)
+                        job.captures.append(sio.Capture(self.loop, r, CAPTURE_LIMIT))
+                        child_fds[i] = w
+                if paths["console_socket"] is not None:
+                    self._prepare_terminal(job, paths)
+                    job.console = sio.ConsoleListener(
+                        self.loop, paths["console_socket"], job.proxies.set_master
+                    )
+                elif not capture:
+                    if paths["stdin"] is not None:
+                        fd, is_fifo = sio.open_stdio(paths["stdin"], "stdin")
+                        if is_fifo:
+                            fd = job.proxies.proxy_stdin(fd)
+                        else:
+                            os.set_blocking(fd, True)
+                        to_close.append(fd)
+                        child_fds[0] = fd
+                    for i, which in ((1, "stdout"), (2, "stderr")):
+                        if paths[which] is not None:
+                            fd, _ = sio.open_stdio(paths[which], which)
+                            to_close.append(fd)
+                            os.set_blocking(fd, True)
+                            child_fds[i] = fd
+            except sio.StdioError as e:
+                raise RequestFailed(str(e))
+            try:
+                job.pid = os.posix_spawn(
+                    argv[0],
+                    argv,
+                    env,
+                    file_actions=[(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(child_fds)],
+                    setsigmask=(),
+                    setsigdef=self.default_signals,
+                )
+            except OSError as e:
+                raise RequestFailed("cannot execute %s: %s" % (argv[0], e.strerror or e))
+        except BaseException:
+            self._discard_job(job)
+            raise
+        finally:
+            for fd in to_close:
+                sio.close_quietly(fd)
+        self.spawns[job.pid] = job
+        self.spawn_tags[(conn.serial, tag)] = job
+        conn.send({"event": "spawned", "tag": tag, "spawn_pid": job.pid})
+        return None  # the reply comes when the command has exited
+
+    def _prepare_terminal(self, job, paths):
+        """
+        Open the stdout/stdin paths that the pty proxy of C{job} will use.
+        """
+        out, _ = sio.open_stdio(paths["stdout"] or os.devnull, "stdout")
+        stdin = None
+        if paths["stdin"] is not None:
+            try:
+                stdin, is_fifo = sio.open_stdio(paths["stdin"], "stdin")
+            except sio.StdioError:
+                os.close(out)
+                raise
+            if not is_fifo:
+                os.close(out)
+                os.close(stdin)
+                raise sio.StdioError("stdin %s of a terminal must be a FIFO" % (paths["stdin"],))
+        job.proxies.expect_terminal(out, stdin)
+
+    def _discard_job(self, job):
+        if job.captures:
+            for capture in job.captures:
+                capture.finish()
+        if job.console is not None:
+            job.console.finish()
+        job.proxies.close()
+
+    def finish_spawn(self, job, status):
+        """
+        The spawned command exited: collect output, register, reply.
+        """
+        key = (job.conn.serial, job.tag)
+        if self.spawn_tags.get(key) is job:
+            del self.spawn_tags[key]
+        out = err = b""
+        if job.captures:
+            out, err = (c.finish() for c in job.captures)
+        if job.console is not None:
+            job.console.finish()  # takes a pty master still queued in the socket
+        reply = {"ok": True, "status": status, "stdout": b64(out), "stderr": b64(err), "pid": None}
+        proc = None
+        if status == 0 and job.pid_file is not None:
+            try:
+                pid = read_pid_file(job.pid_file)
+            except RequestFailed as e:
+                if job.register is not None:
+                    reply = {"ok": False, "error": str(e), "status": status}
+            else:
+                reply["pid"] = pid
+                if job.register is not None:
+                    container, process, record_dir = job.register
+                    if job.proxies.tty and job.proxies.master is None:
+                        log("%s/%s: no terminal came through the console socket" % (container, process))
+                    proc = self.register(container, process, pid, record_dir, job.proxies)
+                    job.proxies = None
+        if job.proxies is not None:
+            job.proxies.close(drain=True)
+        if not job.conn.closed:
+            job.conn.send(dict(tag=job.tag, **reply))
+        if proc is not None:
+            self.resolve(proc)
+
+    # The registry ---------------------------------------------------------------
+
+    def register(self, container, process, pid, record_dir, proxies):
+        """
+        Register a live container process; a previous registration of the
+        same key or pid is dropped (without a record).
+        """
+        for old in (self.procs.get((container, process)), self.procs_by_pid.get(pid)):
+            if old is not None and self.procs.get(old.key) is old:
+                log("registration of %s/%s (pid %d) replaced" % (old.container, old.process, old.pid))
+                self.unregister(old)
+                old.proxies.close()
+        proc = Proc(container, process, pid, record_dir, proxies)
+        self.procs[proc.key] = proc
+        self.procs_by_pid[pid] = proc
+        return proc
+
+    def unregister(self, proc):
+        if self.procs.get(proc.key) is proc:
+            del self.procs[proc.key]
+        if self.procs_by_pid.get(proc.pid) is proc:
+            del self.procs_by_pid[proc.pid]
+        if proc.pidfd is not None:
+            self.loop.close(proc.pidfd)
+            proc.pidfd = None
+
+    def resolve(self, proc):
+        """
+        After registration from a pid file: the process may be our child
+        (alive, or a zombie whose SIGCHLD is pending), already reaped by us
+        (its status is in C{unclaimed}), gone, or (unexpectedly) not our
+        child (then it is watched through a pidfd, status unknown).
+        """
+        if self.procs.get(proc.key) is not proc:
+            return
+        stat = read_proc_stat(proc.pid)
+        found = self.unclaimed.pop(proc.pid, None)
+        if stat is not None and stat[1] == self.pid:
+            # Our child, alive or a zombie not reaped yet: an unclaimed status
+            # for this pid belongs to an earlier process with the same pid.
+            self.reap()
+            return
+        if found is not None:
+            self.proc_exited(proc, *found)
+            return
+        if stat is None:
+            # e.g. its own parent reaped it: the status is lost
+            log("%s/%s: pid %d vanished before registration" % (proc.container, proc.process, proc.pid))
+            self.proc_exited(proc, UNKNOWN_STATUS, time.time_ns(), unknown=True)
+        else:
+            log("%s/%s: pid %d is not our child; watching it" % (proc.container, proc.process, proc.pid))
+            try:
+                proc.pidfd = os.pidfd_open(proc.pid)
+            except OSError:
+                self.proc_exited(proc, UNKNOWN_STATUS, time.time_ns(), unknown=True)
+                return
+            self.loop.add_reader(proc.pidfd, lambda: self._on_pidfd(proc))
+
+    def _on_pidfd(self, proc):
+        if proc.pidfd is None or not select.select([proc.pidfd], [], [], 0)[0]:
+            return
+        try:
+            pid, wait_status = os.waitpid(proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid = -1
+        if pid == 0:
+            return  # our child after all: SIGCHLD brings its status
+        if pid == proc.pid:
+            self.proc_exited(proc, exit_status(wait_status), time.time_ns())
+        else:
+            self.proc_exited(proc, UNKNOWN_STATUS, time.time_ns(), unknown=True)
+
+    def proc_exited(self, proc, status, time_ns, unknown=False):
+        """
+        Drain and close its stdio, write the exit record, then notify.
+        """
+        self.unregister(proc)
+        proc.proxies.close(drain=True)
+        record = {
+            "container": proc.container,
+            "process": proc.process,
+            "pid": proc.pid,
+            "status": status,
+            "time_ns": time_ns,
+        }
+        if unknown:
+            record["unknown"] = True
+        try:
+            sio.write_record(proc.record_dir, "exit-%s.json" % (proc.process,), record)
+        except OSError as e:
+            log(
+                "cannot write exit record of %s/%s in %s: %s"
+                % (proc.container, proc.process, proc.record_dir, e)
+            )
+        self.notify(dict(event="exit", **record))
+
+
+def _ignore_signal(signum, frame):
+    """
+    Python-level handler; the work is done from the wakeup fd.
+    """
+
+
+USAGE = "usage: monitord.py --state-dir DIR [--idle-exit SECONDS]\n"
+
+
+def parse_args(args):
+    state_dir = None
+    idle_exit = 5.0
+    i = 0
+    try:
+        while i < len(args):
+            arg = args[i]
+            if arg in ("-h", "--help"):
+                sys.stdout.write(USAGE)
+                sys.exit(0)
+            name, eq, value = arg.partition("=")
+            if name not in ("--state-dir", "--idle-exit"):
+                raise ValueError("unknown argument %r" % (arg,))
+            if not eq:
+                i += 1
+                value = args[i]
+            if name == "--state-dir":
+                state_dir = value
+            else:
+                idle_exit = float(value)
+                if idle_exit < 0:
+                    raise ValueError("--idle-exit must be >= 0")
+            i += 1
+        if not state_dir:
+            raise ValueError("--state-dir is required")
+    except (ValueError, IndexError) as e:
+        sys.stderr.write("monitord: %s\n%s" % (e or "missing value", USAGE))
+        sys.exit(2)
+    return os.path.abspath(state_dir), idle_exit
+
+
+def main(args=None):
+    state_dir, idle_exit = parse_args(sys.argv[1:] if args is None else args)
+    monitor = Monitor(state_dir, idle_exit)
+    if len(monitor.sock_path.encode()) > 107:
+        sys.stderr.write("monitord: socket path too long: %s\n" % (monitor.sock_path,))
+        return 1
+    if not monitor.lock():
+        try:
+            with open(monitor.pid_path) as f:
+                other = f.read().strip()
+        except OSError:
+            other = "?"
+        sys.stderr.write(
+            "monitord: another monitor (pid %s) holds %s\n" % (other, monitor.lock_path)
+        )
+        return 1
+    monitor.start()
+    log("ready on %s (idle exit %gs)" % (monitor.sock_path, idle_exit))
+    os.write(1, b"ready %d\n" % (monitor.pid,))
+    os.dup2(monitor.devnull, 1)  # closes the pipe to whoever waits for "ready"
+    os.dup2(monitor.devnull, 0)
+    monitor.run()
+    return 0
+
+
