@@ -69,7 +69,7 @@ def _int(text, default=0):
         return default
 
 
-def _read_int(path, default=0, unlimited=None):
+def _read_int(path, default=0, unlimited=0):
     """An integer file; C{unlimited} for "max"; C{default} when missing or unreadable."""
     text = _read(path)
     if not text:

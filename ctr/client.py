@@ -6,7 +6,6 @@ Nothing here knows about click, so the same connection serves every command.
 """
 
 import errno
-import os
 import socket
 import time
 from collections import namedtuple

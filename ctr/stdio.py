@@ -214,7 +214,7 @@ class Resizer:
         self._send = send
         self._wake = threading.Event()
         self._done = False
-        self._previous = None
+        self._previous = None  # the SIGWINCH handler to restore, once ours is installed
         self._thread = threading.Thread(target=self._run, name="ctr-resize", daemon=True)
 
     def resize(self):
@@ -237,7 +237,8 @@ class Resizer:
         """Send the size, then follow SIGWINCH (when called from the main thread, where handlers live)."""
         self.resize()
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGWINCH, lambda signum, frame: self._wake.set())
+            previous = signal.signal(signal.SIGWINCH, lambda signum, frame: self._wake.set())
+            self._previous = signal.SIG_DFL if previous is None else previous
         self._thread.start()
 
     def stop(self):

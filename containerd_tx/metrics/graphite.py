@@ -95,8 +95,10 @@ class _OneShot(Protocol):
     def __init__(self, payload):
         self.payload = payload
         self.done = defer.Deferred(self._cancel)
+        self._cancelled = False
 
     def _cancel(self, _):
+        self._cancelled = True
         if self.transport is not None:
             self.transport.abortConnection()
 
@@ -108,7 +110,7 @@ class _OneShot(Protocol):
         pass
 
     def connectionLost(self, reason):
-        if self.done.called:
+        if self.done.called or self._cancelled:
             return
         if reason.check(ConnectionDone):
             self.done.callback(None)

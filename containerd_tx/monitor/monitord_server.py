@@ -394,7 +394,7 @@ class Monitor:
             )
 
     def is_idle(self):
-        return not self.procs and not self.spawns and self.conn is None
+        return not self.procs and not self.spawns and self.conn is None and not self.loop.lingering
 
     def run(self):
         """
@@ -413,6 +413,9 @@ class Monitor:
                         break
                 else:
                     self.idle_since = None
+            linger = self.loop.expire_lingering()
+            if linger is not None:
+                timeout = linger if timeout is None else min(timeout, linger)
             self.loop.run_once(timeout)
         self.shutdown()
 
@@ -675,8 +678,8 @@ class Monitor:
                     for i, which in ((1, "stdout"), (2, "stderr")):
                         if paths[which] is not None:
                             fd, _ = sio.open_stdio(paths[which], which)
+                            fd = job.proxies.proxy_output(fd, which)
                             to_close.append(fd)
-                            os.set_blocking(fd, True)
                             child_fds[i] = fd
             except sio.StdioError as e:
                 raise RequestFailed(str(e))

@@ -52,6 +52,10 @@ def log(message):
         pass
 
 
+#: How long an exited process's output may take to reach a slow reader.
+LINGER_SECONDS = 30.0
+
+
 class Loop:
     """
     A selector loop dispatching to per-fd read and write callbacks.
@@ -67,6 +71,30 @@ class Loop:
         self._readers = {}
         self._writers = {}
         self._closed = set()
+        #: Output pumps of exited processes still flushing to a slow reader: [(deadline, pump)].
+        self.lingering = []
+
+    def linger(self, pump, seconds=LINGER_SECONDS):
+        """
+        Let C{pump} finish flushing on its own for at most C{seconds}, then close it.
+        """
+        self.lingering.append((time.monotonic() + seconds, pump))
+
+    def expire_lingering(self):
+        """
+        Forget pumps that finished; close those past their deadline. Returns seconds to the next deadline.
+        """
+        now = time.monotonic()
+        keep = []
+        for deadline, pump in self.lingering:
+            if pump.dst is None:
+                continue
+            if deadline <= now:
+                pump.close()
+                continue
+            keep.append((deadline, pump))
+        self.lingering = keep
+        return min((d for d, _ in keep), default=now) - now if keep else None
 
     def _update(self, fd):
         events = (selectors.EVENT_READ if fd in self._readers else 0) | (
@@ -557,6 +585,22 @@ class Proxies:
         self.tty_stdin = None
         self.out_pump = None
         self.in_pump = None
+        self.output_pumps = []
+
+    def proxy_output(self, dst_fd, which):
+        """
+        Copy what the child writes to a fresh pipe into C{dst_fd} (a FIFO or file); return the pipe's write
+        end for the child (blocking, close-on-exec).
+
+        The child never holds the client's FIFO itself: CRIU can dump a pipe but not a FIFO outside the
+        container, and a reader that comes and goes cannot disturb the child.
+        """
+        r, w = os.pipe()
+        pump = Pump(self.loop, r, dst_fd, "%s %s" % (self.name, which))
+        # At EOF (the child and its descendants closed the pipe) flush what is buffered, then close.
+        pump.on_src_end = lambda error, pump=pump: pump.close_input(close_dst=True)
+        self.output_pumps.append(pump)
+        return w
 
     def proxy_stdin(self, fifo_fd):
         """
@@ -628,6 +672,16 @@ class Proxies:
         if self.in_pump is not None:
             self.in_pump.close()
             self.in_pump = None
+        for pump in self.output_pumps:
+            if drain:
+                # Everything written before the exit reaches the reader; a reader that never comes does not
+                # keep the pump (and the client's FIFO) forever.
+                pump.close_input(close_dst=True)
+                if pump.dst is not None:
+                    self.loop.linger(pump)
+            else:
+                pump.close()
+        self.output_pumps = []
         if self.out_pump is not None:
             if drain:
                 self.out_pump.drain_and_close()

@@ -8,6 +8,7 @@ container processes are its children and the daemon itself never forks beside gr
 
 import json
 import os
+import re
 import signal as signal_module
 
 from twisted.internet import defer
@@ -190,7 +191,7 @@ class RuncRuntime:
         if result.status != 0:
             text = (result.stderr or b"").decode(errors="replace").strip() or (
                 result.stdout or b"").decode(errors="replace").strip()
-            text = _json_msg(text) or text or f"exit status {result.status}"
+            text = _json_msg(text) or _logrus_msg(text) or text or f"exit status {result.status}"
             if container_id and ("does not exist" in text or "not found" in text.lower()):
                 raise NotFound(f"{self.name}: container {container_id} does not exist")
             raise RuntimeFailure(f"{self.name} {command[0]} failed: {text}")
@@ -268,6 +269,20 @@ def _json_msg(text):
         if isinstance(entry, dict) and entry.get("level") in ("error", "fatal") and entry.get("msg"):
             message = entry["msg"]
     return message
+
+
+_LOGRUS_MSG = re.compile(r'level=(?:error|fatal) msg="((?:[^"\\]|\\.)*)"')
+
+
+def _logrus_msg(text):
+    """runc's text-format log lines (time=... level=error msg="..."): the last error message."""
+    messages = _LOGRUS_MSG.findall(text)
+    if not messages:
+        return None
+    try:
+        return json.loads('"' + messages[-1] + '"')
+    except ValueError:
+        return messages[-1]
 
 
 def _last_log_error(path, tail=65536):

@@ -84,10 +84,10 @@ class Checkpoints:
                 raise AlreadyExists(f"checkpoint {name} already exists in {root}")
             os.rename(partial, final)
         except BaseException:
+            # The work dir (CRIU's dump.log) stays for diagnosis until the container goes.
             await threads.deferToThread(shutil.rmtree, partial, True)
             raise
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         log.info("container {id}: checkpoint {name} written to {path}", id=container_id, name=name, path=final)
 
     def list_checkpoints(self, container_id, checkpoint_dir=""):

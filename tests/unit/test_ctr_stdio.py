@@ -5,6 +5,7 @@ Tests for L{ctr.stdio}: the FIFOs, raw mode, window size, and attaching with a t
 import fcntl
 import io
 import os
+import signal
 import stat
 import struct
 import termios
@@ -106,13 +107,12 @@ class ResizerTests(TestCase):
         self.addCleanup(resizer.stop)
         self.assertEqual(sent, [(100, 40)])
         changed.clear()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))  # the kernel sends SIGWINCH
-        os.kill(os.getpid(), __import__("signal").SIGWINCH)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+        os.kill(os.getpid(), signal.SIGWINCH)  # what the kernel sends a terminal's foreground process
         self.assertTrue(changed.wait(5))
         self.assertEqual(sent[-1], (132, 50))
 
     def test_stopRestoresHandler(self):
-        import signal
         master, slave = _pty(self)
         previous = signal.getsignal(signal.SIGWINCH)
         resizer = stdio.Resizer(slave, lambda width, height: None)
