@@ -2,25 +2,25 @@
 """
 The periodic metrics log, in the layout containerd 0.2 printed with go-metrics (C{metrics.LogScaled},
 durations in milliseconds). Each line is one log event (so the layout survives the log's own prefix);
-metrics come in name order. A sample (after a log prefix such as C{2026-11-29T14:00:00+0000 [metrics]})::
+metrics come in name order (go-metrics' order was a map's). A sample (each line after the log prefix)::
 
-    counter containers
-      count:               3
     timer container-start-time
       count:              12
-      min:                85.31ms
-      max:               210.77ms
-      mean:              120.42ms
-      stddev:             31.90ms
-      median:            110.20ms
-      75%:               140.05ms
-      95%:               205.12ms
-      99%:               210.77ms
-      99.9%:             210.77ms
-      1-min rate:          0.35
-      5-min rate:          0.12
-      15-min rate:         0.04
+      min:                85.30ms
+      max:               210.80ms
+      mean:              115.23ms
+      stddev:             32.55ms
+      median:            102.25ms
+      75%:               126.10ms
+      95%:               210.80ms
+      99%:               210.80ms
+      99.9%:             210.80ms
+      1-min rate:          0.20
+      5-min rate:          0.20
+      15-min rate:         0.20
       mean rate:           0.20
+    counter containers
+      count:               3
     gauge fds
       value:              23
     gauge threads

@@ -21,9 +21,9 @@ intr 1 2 3
 
 NET_DEV = """\
 Inter-|   Receive                                                |  Transmit
- face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
-  eth0:    1500      10    1    2    0     0          0         0     2500      20    3    4    0     0       0          0
+ face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed
+    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0        0
+  eth0:    1500      10    1    2    0     0          0         0     2500      20    3    4    0     0       0        0
 """
 
 V1_FILES = {
