@@ -12,6 +12,7 @@ import shutil
 from twisted.application import service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from containerd_tx.api_service import APIService
 from containerd_tx.bridge import ReactorBridge
@@ -53,6 +54,7 @@ class ContainerdService(service.MultiService):
         self._state_lock = None
         self._starting = None
         self._events = None
+        self._writer_pool = None
 
     def startService(self):
         """
@@ -77,7 +79,11 @@ class ContainerdService(service.MultiService):
             raise StartupError(f"another daemon is using the state dir {self.state_dir}")
         for name in ("sockets", "runtime"):
             os.makedirs(os.path.join(self.state_dir, name), mode=0o700, exist_ok=True)
-        store = StateStore(self.state_dir)
+        # One thread writes the state dir, in order, so fsync never stalls the reactor.
+        self._writer_pool = ThreadPool(minthreads=1, maxthreads=1, name="state-writer")
+        self._writer_pool.start()
+        store = StateStore(self.state_dir, writer=lambda fn, *args: threads.deferToThreadPool(
+            self.reactor, self._writer_pool, fn, *args))
         events = EventLog(os.path.join(self.state_dir, "events.log"), self.config["retain-count"])
         self._store, self._events = store, events
         self.grpc = GrpcServer(self.config["listen"], self.config["max-subscribers"],
@@ -165,6 +171,9 @@ class ContainerdService(service.MultiService):
             await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.grpc.stop, 2.0)
         if self.monitor is not None:
             self.monitor.disconnect()
+        if self._writer_pool is not None:
+            # Finishes the writes already queued before returning.
+            await threads.deferToThread(self._writer_pool.stop)
         self._release_state_lock()
         log.info("containerd-tx stopped; containers keep running")
 

@@ -10,12 +10,18 @@ Layout (every file written atomically: temporary file, fsync, rename)::
     <state-dir>/containers/<id>/runtime.log         the runtime's own log (errors of run/exec)
 
 Ids are validated before they reach here, so a path built from one never leaves its folder.
+
+Writes go through a writer (in the daemon: one dedicated thread), so fsync never stalls the reactor; one thread
+keeps them in the order they were asked for. Every mutating method returns a Deferred that fires once the change
+is on disk. Those the daemon must not act before (a record written before the runtime starts a container) are
+awaited; the rest are ordered behind them, and their failures are logged.
 """
 
 import json
 import os
 import shutil
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from containerd_tx.model import Container, Process
@@ -49,11 +55,37 @@ def _dump(record):
 class StateStore:
     """
     Reads and writes container records under C{<state-dir>/containers}.
+
+    @param writer: C{writer(fn, *args) -> Deferred} running disk changes in order off the reactor (e.g.
+        C{deferToThreadPool} on a one-thread pool); None runs them inline (tests, tools).
     """
 
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, writer=None):
         self.root = os.path.join(state_dir, "containers")
+        self._writer = writer
         os.makedirs(self.root, mode=0o700, exist_ok=True)
+
+    def _write(self, fn, *args, fail=False):
+        if self._writer is None:
+            d = defer.maybeDeferred(fn, *args)
+        else:
+            d = self._writer(fn, *args)
+        if not fail:
+            d.addErrback(lambda f: log.failure("state dir change failed: {fn}", f, fn=fn.__name__))
+        return d
+
+    def save_new(self, container_id, processes, container=None):
+        """
+        Record processes (and the container itself, when given) before the runtime acts on them; the Deferred
+        fails if the disk refuses.
+        """
+        return self._write(self._save_all, container_id, container, list(processes), fail=True)
+
+    def _save_all(self, container_id, container, processes):
+        if container is not None:
+            self._save_container(container)
+        for process in processes:
+            self._save_process(container_id, process)
 
     def container_dir(self, container_id):
         """The folder of one container's records."""
@@ -69,28 +101,41 @@ class StateStore:
 
     def save_container(self, container):
         """Write (or rewrite) a container's own record."""
+        return self._write(self._save_container, container)
+
+    def _save_container(self, container):
         directory = self.container_dir(container.id)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         write_atomically(os.path.join(directory, "container.json"), _dump(container.to_record()))
 
     def save_process(self, container_id, process):
         """Write (or rewrite) one process record of a container."""
+        return self._write(self._save_process, container_id, process)
+
+    def save_started(self, container, process):
+        """Rewrite a container's record and one of its processes (after a start), in one go."""
+        return self._write(self._save_all, container.id, container, [process])
+
+    def _save_process(self, container_id, process):
         path = os.path.join(self.container_dir(container_id), f"process-{process.id}.json")
         write_atomically(path, _dump(process.to_record()))
 
     def remove_process(self, container_id, process_id):
         """Forget one process (its record, pid file and exit record)."""
+        return self._write(self._remove_process, container_id, process_id)
+
+    def _remove_process(self, container_id, process_id):
         directory = self.container_dir(container_id)
         for name in (f"process-{process_id}.json", f"exit-{process_id}.json", f"pid-{process_id}"):
             _unlink(os.path.join(directory, name))
 
     def remove_exit_record(self, container_id, process_id):
         """Drop an exit record once its event is in the event log."""
-        _unlink(os.path.join(self.container_dir(container_id), f"exit-{process_id}.json"))
+        return self._write(_unlink, os.path.join(self.container_dir(container_id), f"exit-{process_id}.json"))
 
     def remove_container(self, container_id):
         """Forget a container and every record of it."""
-        shutil.rmtree(self.container_dir(container_id), ignore_errors=True)
+        return self._write(shutil.rmtree, self.container_dir(container_id), True)
 
     def read_exit_records(self, container_id):
         """

@@ -1,12 +1,16 @@
 # -*- test-case-name: tests.unit.test_ctr_cli -*-
 """
 click plumbing shared by the commands: the global settings, the lazy connection, the --format option, the
-one-line failure, and groups whose commands have aliases.
+one-line failure, groups whose commands have aliases, and the shell completion of container ids.
 """
 
 import click
 
+from containerd_tx.api import containerd_pb2
 from ctr import client
+
+#: How long the completion of a container id waits for the daemon (seconds): a shell must not hang.
+COMPLETION_TIMEOUT = 1.0
 
 
 class Failure(click.ClickException):
@@ -90,3 +94,35 @@ class AliasGroup(click.Group):
     def resolve_command(self, ctx, args):
         name, command, rest = super().resolve_command(ctx, args)
         return (command.name if command else name), command, rest
+
+
+def quiet_call(ctx, call):
+    """
+    For shell completion: dial the address the command line (or C{CONTAINERD_ADDRESS}) gives, and return
+    C{call(api_stub)}; C{None} on any error, since completion must never print an error or hang the shell.
+    """
+    try:
+        address = ctx.find_root().params.get("address")
+        if not isinstance(address, client.Address):
+            address = client.parse_address(address or client.DEFAULT_ADDRESS)
+        connection = client.connect(address, COMPLETION_TIMEOUT)
+        try:
+            return call(connection.api)
+        finally:
+            connection.close()
+    except Exception:  # noqa: BLE001 - completion stays quiet whatever happens
+        return None
+
+
+def complete_container_id(ctx, param, incomplete):
+    """A C{shell_complete} callback: the ids of the daemon's containers that start with C{incomplete}."""
+    reply = quiet_call(ctx, lambda api: api.State(containerd_pb2.StateRequest(), timeout=COMPLETION_TIMEOUT))
+    if reply is None:
+        return []
+    return sorted(c.id for c in reply.containers if c.id.startswith(incomplete))
+
+
+def container_id_argument(name="container_id", **kwargs):
+    """A C{ID} argument whose values the shell completes from the daemon's containers."""
+    return click.argument(name, metavar=kwargs.pop("metavar", "ID"), shell_complete=complete_container_id,
+                          **kwargs)

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_ctr_cli -*-
 """
-C{ctr containers}: list, start and signal containers.
+C{ctr containers}: list, start, signal, exec into, pause, resume, update and watch containers.
 """
 
 import json
@@ -10,7 +10,10 @@ import click
 
 from containerd_tx.api import containerd_pb2
 from ctr import cli, output, stdio
+from ctr.execute import exec_command
 from ctr.signals import SIGNAL
+from ctr.stats import stats
+from ctr.update import pause, resume, update
 
 #: The columns of C{ctr containers list}; C{--verbose} adds LABELS.
 HEADERS = ["ID", "PATH", "STATUS", "PID1"]
@@ -79,13 +82,15 @@ class _ContainersGroup(cli.AliasGroup):
 Examples:
   ctr containers                      # same as: ctr containers list
   ctr containers start -a web /srv/bundles/web
+  ctr containers exec --id web -a -t -- sh
   ctr containers kill -s KILL web
+  ctr containers stats web
 """,
 )
 @_list_options
 @click.pass_context
 def containers(ctx, verbose, quiet, fmt):
-    """List, start and signal containers (alone: list them)."""
+    """List, start, exec into, pause and watch containers."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_containers, verbose=verbose, quiet=quiet, fmt=fmt)
     elif verbose or quiet or fmt != "table":
@@ -193,7 +198,11 @@ Examples:
 @click.option("--signal", "-s", "signum", type=SIGNAL, default="TERM", show_default=True,
               help="Signal name (KILL, SIGKILL, kill) or number (9).")
 @click.option("--pid", "-p", default="init", show_default=True, help="Process id in the container.")
-@click.argument("container_id", metavar="ID")
+@cli.container_id_argument()
 def kill(signum, pid, container_id):
     """Send a signal to a process of container ID."""
     cli.api().Signal(containerd_pb2.SignalRequest(id=container_id, pid=pid, signal=signum))
+
+
+for _command in (exec_command, pause, resume, update, stats):
+    containers.add_command(_command)

@@ -125,7 +125,8 @@ With --format json each line is one event; pass its "timestamp" back to --since 
 )
 @click.option("--since", type=_TimestampType(), help="First replay the stored events newer than this "
               "(RFC 3339, or unix seconds with a fraction).")
-@click.option("--id", "container_id", default="", help="Only this container's events.")
+@click.option("--id", "container_id", default="", shell_complete=cli.complete_container_id,
+              help="Only this container's events.")
 @click.option("--stored-only", is_flag=True, help="End after the stored events (needs --since).")
 @cli.format_option()
 def events(since, container_id, stored_only, fmt):

@@ -13,6 +13,8 @@ import grpc
 
 from containerd_tx import __version__
 from ctr import cli, client, output
+from ctr.checkpoints import checkpoints
+from ctr.completion import completion
 from ctr.containers import containers
 from ctr.events import events
 from ctr.state import state
@@ -67,15 +69,18 @@ def _timeout(ctx, param, value):
 Examples:
   ctr containers
   ctr --address unix:///run/containerd-tx.sock containers start -a web /srv/bundles/web
+  ctr containers exec --id web -a -t -- sh
   CONTAINERD_ADDRESS=/tmp/c.sock ctr events --format json
+  source <(ctr completion bash)
 
 \b
 Exit status:
   0    success
   1    error from the daemon, or no daemon answered (one line on stderr: "ctr: ...")
   2    usage error
-  {INTERRUPTED}  interrupted (Ctrl-C)
-  With --attach: the exit status of the container's process.
+  {INTERRUPTED}  interrupted (Ctrl-C; it ends `events` and `containers stats` with 0)
+  With --attach (containers start, containers exec): the exit status of the
+  process (0-255; a process killed by signal N gives 128+N).
 """,
 )
 @click.option("--address", envvar=client.ADDRESS_ENV, show_envvar=True, default=client.DEFAULT_ADDRESS,
@@ -91,7 +96,7 @@ def ctr(ctx, address, debug, connect_timeout):
     ctx.obj = cli.Settings(address, connect_timeout, debug)
 
 
-for _command in (containers, events, state, version):
+for _command in (checkpoints, completion, containers, events, state, version):
     ctr.add_command(_command)
 
 

@@ -1,10 +1,15 @@
 # -*- test-case-name: tests.unit.test_ctr_output -*-
 """
-What ctr prints and the values it parses: aligned tables, JSON, human sizes, sizes and durations.
+What ctr prints and the values it parses: aligned tables, JSON, human sizes, sizes and durations, and a
+progress line for slow calls.
 """
 
+import contextlib
 import json
+import os
 import re
+import threading
+import time
 
 import click
 
@@ -23,18 +28,30 @@ def _cell(value):
     return "" if value is None else str(value)
 
 
-def format_table(headers, rows, padding=PADDING):
+def column_widths(headers, rows, minimum=None):
+    """
+    @return: the width of each column: its widest cell (header included), at least C{minimum[i]} when given
+        (so that a table redrawn with new rows keeps its columns where they were).
+    """
+    table = [[_cell(c) for c in headers]] + [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    if minimum:
+        widths = [max(width, least) for width, least in zip(widths, minimum)]
+    return widths
+
+
+def format_table(headers, rows, padding=PADDING, widths=None):
     """
     Lay out a table the way Go's tabwriter does: every column as wide as its widest cell plus C{padding}
     spaces; the last column is not padded and no line has trailing spaces.
 
     @param headers: the column names.
     @param rows: sequences of cells, one per column (C{None} prints as empty).
+    @param widths: minimum column widths (see L{column_widths}).
     @return: the lines, header first, without newlines.
     """
     table = [[_cell(c) for c in headers]] + [[_cell(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    return [_join(row, widths, padding) for row in table]
+    return [_join(row, column_widths(headers, rows, widths), padding) for row in table]
 
 
 def _join(cells, widths, padding):
@@ -162,3 +179,50 @@ SIZE = _Parsed("size", parse_size)
 
 #: click type for durations in seconds (L{parse_duration}).
 DURATION = _Parsed("duration", parse_duration)
+
+
+def is_terminal(stream):
+    """@return: whether a text or binary stream is a terminal (C{False} for anything without a real fd)."""
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def progress(message, stream=None, interval=1.0):
+    """
+    Show C{message} and the seconds elapsed on one line of C{stream} (default: stderr) while the block runs,
+    when that stream is a terminal; the line is erased however the block ends. Elsewhere nothing is shown.
+    """
+    stream = stream if stream is not None else click.get_text_stream("stderr")
+    if not is_terminal(stream):
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def draw():
+        try:
+            stream.write(f"\r\033[K{message} {int(time.monotonic() - started)}s")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def tick():
+        while not done.wait(interval):
+            draw()
+
+    draw()
+    ticker = threading.Thread(target=tick, name="ctr-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        try:
+            stream.write("\r\033[K")
+            stream.flush()
+        except (OSError, ValueError):
+            pass

@@ -94,7 +94,13 @@ class Fifos:
 
 
 class _OutputPump(threading.Thread):
-    """Copy FIFOs to local binary streams until every FIFO is at EOF, or it is told to stop."""
+    """
+    Copy FIFOs to local binary streams until every FIFO is at EOF, or it is told to stop.
+
+    Until L{release_held} is called, what is read is held back (the FIFOs are still drained, so nothing
+    blocks): the runtime writes its own error messages to a process's stderr when it fails to start it,
+    and those are already in the daemon's error, which ctr prints as its one line.
+    """
 
     def __init__(self, pairs):
         super().__init__(name="ctr-output", daemon=True)
@@ -102,6 +108,14 @@ class _OutputPump(threading.Thread):
         self._stop_at = None  # None: run on; else stop at this monotonic time, pushed back by output
         self._idle = 0.0
         self._lock = threading.Lock()
+        self._held = []  # (fd, data) read before release_held; None once released
+
+    def release_held(self):
+        """Write what was held back, and from now on copy as it comes (the process has started)."""
+        with self._lock:
+            held, self._held = self._held, None
+            for fd, data in held:
+                self._write(fd, data)
 
     def run(self):
         with selectors.DefaultSelector() as selector:
@@ -120,8 +134,11 @@ class _OutputPump(threading.Thread):
                     if not data:
                         selector.unregister(key.fd)
                         continue
-                    self._write(key.fd, data)
                     with self._lock:
+                        if self._held is not None:
+                            self._held.append((key.fd, data))
+                        else:
+                            self._write(key.fd, data)
                         if self._stop_at is not None:
                             self._stop_at = max(self._stop_at, time.monotonic() + self._idle)
 
@@ -270,10 +287,11 @@ def attach(stub, container_id, process_id, start_call, tty=False, stdin=None, st
     Start a process with its stdio on fresh FIFOs, connect them to local streams, and wait for it to exit.
 
     The FIFOs are open and the events stream subscribed (from now on, so that no event can slip between)
-    before C{start_call} runs. Local stdin is copied in; at its EOF the process's stdin is closed with
-    UpdateProcess. With C{tty}, a local terminal stdin is put in raw mode (restored on the way out) and the
-    process's terminal follows its size. After the exit event, output is copied to EOF. The FIFOs' directory
-    is removed on every path out.
+    before C{start_call} runs; output is shown once it has returned (if it fails, what the runtime wrote to
+    the process's stderr is dropped: the daemon's error says it). Local stdin is copied in; at its EOF the
+    process's stdin is closed with UpdateProcess. With C{tty}, a local terminal stdin is put in raw mode
+    (restored on the way out) and the process's terminal follows its size. After the exit event, output is
+    copied to EOF. The FIFOs' directory is removed on every path out.
 
     @param stub: the C{types.API} stub.
     @param start_call: C{start_call(stdin_path, stdout_path, stderr_path)} starts the process (e.g. calls
@@ -298,6 +316,7 @@ def attach(stub, container_id, process_id, start_call, tty=False, stdin=None, st
         if terminal:
             cleanup.enter_context(raw_terminal(_fileno(stdin)))
         start_call(fifos.stdin, fifos.stdout, fifos.stderr)
+        pump.release_held()
         if terminal:
             resizer = Resizer(_fileno(stdin), lambda width, height: stub.UpdateProcess(
                 containerd_pb2.UpdateProcessRequest(id=container_id, pid=process_id, width=width, height=height)))

@@ -54,6 +54,7 @@ class PeriodicReporter(Service):
         self._loop = None
 
     def report(self):
+        """See L{IMetricsReporter.report}; subclasses implement it."""
         raise NotImplementedError
 
     def _tick(self):
@@ -63,12 +64,14 @@ class PeriodicReporter(Service):
             self.log.failure("{reporter} failed to report", reporter=type(self).__name__)
 
     def startService(self):
+        """Start reporting: the first report comes one interval from now."""
         super().startService()
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self.reactor
         self._loop.start(self.interval, now=False)
 
     def stopService(self):
+        """Stop reporting; with C{flush_on_stop}, report once more and return a Deferred for it."""
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()

@@ -84,6 +84,7 @@ class MetricsResource(Resource):
         self.registry = registry
 
     def render_GET(self, request):
+        """The exposition of a fresh snapshot."""
         accept = request.getHeader(b"accept")
         encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
         body = encoder(self.registry)
@@ -103,6 +104,7 @@ class HealthResource(Resource):
         self.health_check = health_check
 
     def render_GET(self, request):
+        """200 or 503, as C{health_check()} says (503 when it raises)."""
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         try:
             healthy = bool(self.health_check())
@@ -120,7 +122,7 @@ class _QuietSite(Site):
     """A Site without an access log line per scrape."""
 
     def log(self, request):
-        pass
+        """No access log."""
 
 
 def make_metrics_resource(metrics, health_check, namespace=NAMESPACE):

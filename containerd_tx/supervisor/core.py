@@ -162,8 +162,8 @@ class SupervisorCore:
             restore = (os.path.join(root, request.checkpoint), read_checkpoint(root, request.checkpoint))
         self.containers[container.id] = container
         try:
-            self.store.save_container(container)
-            self.store.save_process(container.id, init)
+            # On disk before the runtime acts: a daemon killed from here on finds the container again.
+            await self.store.save_new(container.id, [init], container)
             pid = await self._start_init(container, runtime, restore)
         except BaseException:
             await self._discard(container, runtime)
@@ -206,8 +206,7 @@ class SupervisorCore:
         container.init.system_pid = pid
         container.status = RUNNING
         container.cgroups = self._cgroups_of(pid)
-        self.store.save_process(container.id, container.init)
-        self.store.save_container(container)
+        self.store.save_started(container, container.init)
         self.events.emit(START_CONTAINER, container.id, INIT, system_pid=pid)
         log.info("container {id} started (pid {pid})", id=container.id, pid=pid)
 

@@ -14,7 +14,6 @@ from containerd_tx.events import START_PROCESS
 from containerd_tx.model import RUNNING, Process
 from containerd_tx.monitor.client import MonitorError
 from containerd_tx.process_spec import exec_process
-from containerd_tx.state_store import write_atomically
 from containerd_tx.validation import load_bundle_config
 
 log = Logger()
@@ -76,8 +75,10 @@ class Execs:
         started = self._reactor.seconds()
         container.processes[process.id] = process
         try:
-            write_atomically(spec_path, json.dumps(spec).encode())
-            self.store.save_process(container.id, process)
+            # A temporary file the runtime reads once: no fsync needed.
+            with open(spec_path, "w") as f:
+                json.dump(spec, f)
+            await self.store.save_new(container.id, [process])
             pid = await self._runtime_of(container).exec(
                 container.id,
                 spec_path,

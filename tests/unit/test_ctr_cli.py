@@ -50,6 +50,11 @@ class FakeAPI(containerd_pb2_grpc.APIServicer):
         C{end_after_live}.
     @ivar fail: C{(code, details)} that every call (but Events) aborts with.
     @ivar on_create: called with each C{CreateContainerRequest} before it answers.
+    @ivar on_add_process: called with each C{AddProcessRequest} (and the context) before it answers.
+    @ivar checkpoints: container id -> the C{Checkpoint}s ListCheckpoint returns (CreateCheckpoint adds,
+        DeleteCheckpoint removes); an unknown container is NOT_FOUND.
+    @ivar stats: container id -> the C{StatsResponse}s Stats returns, one per call; when a container has
+        none (left), Stats is NOT_FOUND. C{None}: Stats is UNIMPLEMENTED.
     """
 
     def __init__(self):
@@ -62,6 +67,9 @@ class FakeAPI(containerd_pb2_grpc.APIServicer):
         self.end_after_live = False
         self.fail = None
         self.on_create = None
+        self.on_add_process = None
+        self.checkpoints = {}
+        self.stats = {}
         self.stdin_closed = threading.Event()
         self._subscribers = []
         self._lock = threading.Lock()
@@ -109,6 +117,50 @@ class FakeAPI(containerd_pb2_grpc.APIServicer):
         process = pb.Process(pid="init", systemPid=4242)
         return pb.CreateContainerResponse(container=pb.Container(
             id=request.id, bundlePath=request.bundlePath, status="running", processes=[process], pids=[4242]))
+
+    def AddProcess(self, request, context):
+        self._record("AddProcess", request, context)
+        if self.on_add_process is not None:
+            self.on_add_process(request, context)
+        return pb.AddProcessResponse(systemPid=5151)
+
+    def UpdateContainer(self, request, context):
+        self._record("UpdateContainer", request, context)
+        if request.id not in [c.id for c in self.containers]:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"container {request.id} not found")
+        return pb.UpdateContainerResponse()
+
+    def _checkpoints_of(self, container_id, context):
+        if container_id not in self.checkpoints:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"container {container_id} not found")
+        return self.checkpoints[container_id]
+
+    def CreateCheckpoint(self, request, context):
+        self._record("CreateCheckpoint", request, context)
+        self._checkpoints_of(request.id, context).append(request.checkpoint)
+        return pb.CreateCheckpointResponse()
+
+    def ListCheckpoint(self, request, context):
+        self._record("ListCheckpoint", request, context)
+        return pb.ListCheckpointResponse(checkpoints=self._checkpoints_of(request.id, context))
+
+    def DeleteCheckpoint(self, request, context):
+        self._record("DeleteCheckpoint", request, context)
+        found = self._checkpoints_of(request.id, context)
+        names = [c.name for c in found]
+        if request.name not in names:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"checkpoint {request.name} not found")
+        del found[names.index(request.name)]
+        return pb.DeleteCheckpointResponse()
+
+    def Stats(self, request, context):
+        self._record("Stats", request, context)
+        if self.stats is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        samples = self.stats.get(request.id)
+        if not samples:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"container {request.id} not found")
+        return samples.pop(0)
 
     def Events(self, request, context):
         self.requests.append(("Events", request))
@@ -203,8 +255,9 @@ class HelpTests(TestCase):
         self.assertEqual(result.exit_code, 0)
         for line in ("0    success", "1    error from the daemon", "2    usage error", "With --attach"):
             self.assertIn(line, result.stdout)
-        for command in ("containers", "events", "state", "version"):
+        for command in ("checkpoints", "completion", "containers", "events", "state", "version"):
             self.assertIn(f"  {command}  ", result.stdout)
+        self.assertIn("With --attach (containers start, containers exec)", result.stdout)
 
     def test_everyCommandHasAnExample(self):
         def walk(command, path):
@@ -214,7 +267,11 @@ class HelpTests(TestCase):
                     yield from walk(sub, path + [name])
 
         paths = list(walk(ctr, []))
-        self.assertIn(["containers", "start"], paths)
+        for expected in (["containers", "start"], ["containers", "exec"], ["containers", "pause"],
+                         ["containers", "resume"], ["containers", "update"], ["containers", "stats"],
+                         ["checkpoints", "list"], ["checkpoints", "create"], ["checkpoints", "delete"],
+                         ["completion"]):
+            self.assertIn(expected, paths)
         for path in paths:
             result = invoke(path + ["--help"])
             self.assertEqual(result.exit_code, 0, path)
@@ -604,3 +661,18 @@ class StartTests(DaemonTestCase):
         self.api.on_create = on_create
         result = self.run_ctr("containers", "start", "--attach", "web", self.bundle, input=b"")
         self.assertEqual(result.exit_code, 255)
+
+    def test_attachTerminalBundle(self):
+        """A bundle whose process.terminal is true is attached with tty handling (raw mode, resize)."""
+        calls = []
+
+        def attach(stub, container_id, process_id, start_call, tty=False, **streams):
+            calls.append((container_id, process_id, tty))
+            return 0
+
+        self.patch(stdio, "attach", attach)
+        self.assertOK(self.run_ctr("containers", "start", "-a", "web", self.bundle))
+        with open(os.path.join(self.bundle, "config.json"), "w") as config:
+            json.dump({"process": {"terminal": True, "args": ["sh"]}}, config)
+        self.assertOK(self.run_ctr("containers", "start", "-a", "web", self.bundle))
+        self.assertEqual(calls, [("web", "init", False), ("web", "init", True)])

@@ -10,6 +10,7 @@ import stat
 import struct
 import termios
 import threading
+import time
 
 from twisted.trial.unittest import TestCase
 
@@ -171,6 +172,37 @@ class AttachTests(TestCase):
                          stdin=io.FileIO(slave, "rb", closefd=False), stdout=io.BytesIO(), stderr=io.BytesIO())
         self.assertEqual(termios.tcgetattr(slave), before)
         self.assertFalse(os.path.exists(dirs[0]))
+
+    def test_runtimeOutputDroppedWhenStartFails(self):
+        """
+        What reaches the FIFOs before a failed start call (the runtime's own error, which the daemon's
+        error repeats) is not shown.
+        """
+        def start(stdin, stdout, stderr):
+            with open(stderr, "wb") as fifo:
+                fifo.write(b"exec failed: executable file not found\n")
+            time.sleep(0.3)  # the pump has read it by now
+            raise RuntimeError("start failed")
+
+        err = io.BytesIO()
+        with self.assertRaises(RuntimeError):
+            stdio.attach(self.client.api, "web", "p1", start, stdin=io.BytesIO(b""), stdout=io.BytesIO(), stderr=err)
+        self.assertEqual(err.getvalue(), b"")
+
+    def test_outputBeforeStartReturnsIsKept(self):
+        """Output held back while the start call runs is shown, in order, once it succeeds."""
+        def start(stdin, stdout, stderr):
+            with open(stdout, "wb") as fifo:
+                fifo.write(b"early\n")
+                fifo.flush()
+                time.sleep(0.3)
+                fifo.write(b"later\n")
+            self.daemon.api.publish(make_event("exit", "web", pid="p1", status=0))
+
+        out = io.BytesIO()
+        status = stdio.attach(self.client.api, "web", "p1", start, stdin=io.BytesIO(b""), stdout=out,
+                              stderr=io.BytesIO())
+        self.assertEqual((status, out.getvalue()), (0, b"early\nlater\n"))
 
     def test_otherEventsIgnored(self):
         """Only the exit of the given process of the given container ends the attach."""

@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.unit.test_ctr_exec -*-
+"""
+C{ctr containers exec}: run a new process in a running container, detached or attached.
+"""
+
+import json
+import os
+import secrets
+
+import click
+
+from containerd_tx.api import containerd_pb2
+from ctr import cli, stdio
+
+
+def generated_process_id():
+    """@return: a fresh process id, C{exec-} and six hex digits (e.g. C{exec-3fa91c})."""
+    return f"exec-{secrets.token_hex(3)}"
+
+
+class _IdType(click.ParamType):
+    """A user or group id: 0 to 2**32-1."""
+
+    name = "id"
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)
+        if not 0 <= number < 2 ** 32:
+            self.fail(f"{number} is not a user or group id (0-4294967295)", param, ctx)
+        return number
+
+
+_ID = _IdType()
+
+
+def _env_entry(ctx, param, values):
+    for value in values:
+        if "=" not in value or value.startswith("="):
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", ctx, param)
+    return list(values)
+
+
+def bundle_env(bundle):
+    """
+    @return: C{process.env} of the bundle's config.json, or C{None} if it cannot be read.
+    """
+    try:
+        with open(os.path.join(bundle, "config.json"), encoding="utf-8") as config:
+            env = json.load(config)["process"].get("env") or []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return [entry for entry in env if isinstance(entry, str)]
+
+
+def merge_env(base, extra):
+    """
+    @return: C{base} (KEY=VALUE entries) with C{extra}'s entries added; an C{extra} entry replaces the
+        C{base} entry of the same KEY in place, and new keys follow in their order.
+    """
+    merged = {}
+    for entry in list(base) + list(extra):
+        merged[entry.split("=", 1)[0]] = entry
+    return list(merged.values())
+
+
+def exec_env(stub, container_id, extra):
+    """
+    The environment to send: none (the daemon then uses the container's) when C{extra} is empty, else the
+    container's environment, read from its bundle, with C{extra} on top. (AddProcess replaces the
+    container's environment with the one it is given, which would lose C{PATH}.) When the bundle cannot be
+    read, C{extra} alone is sent.
+    """
+    if not extra:
+        return []
+    found = stub.State(containerd_pb2.StateRequest(id=container_id)).containers
+    base = bundle_env(found[0].bundlePath) if found else None
+    return merge_env(base or [], extra)
+
+
+@click.command(
+    "exec",
+    context_settings={"allow_interspersed_args": False},
+    epilog="""\b
+Examples:
+  ctr containers exec --id web -- ls -l /
+  ctr containers exec --id web -a -- sh -c 'id -u; exit 4'; echo $?     # 0, then 4
+  ctr containers exec --id web -a -t -- sh                          # an interactive shell
+  ctr containers exec --id web --pid backup --uid 1000 --cwd /tmp --env FOO=bar -- tar cf x.tar .
+
+Without --attach the process runs in the background with its stdio on /dev/null, and its process id is
+printed (for `ctr containers kill -p`): the --pid given, else a generated one like "exec-3fa91c". With --attach, stdin,
+stdout and stderr are connected and ctr exits with the process's exit status; with --tty as well, a local
+terminal is put in raw mode (restored on exit) and the process's terminal follows its size.
+--env entries are added to the container's environment (the bundle's process.env).
+""",
+)
+@click.option("--id", "container_id", required=True, metavar="ID", shell_complete=cli.complete_container_id,
+              help="The container to run the process in.")
+@click.option("--pid", "process_id", default=None, metavar="NAME",
+              help="Process id in the container (default: exec-<6 hex digits>).")
+@click.option("--attach", "-a", is_flag=True, help="Connect stdio and wait for the process to exit.")
+@click.option("--tty", "-t", is_flag=True, help="Give the process a terminal.")
+@click.option("--cwd", default="", metavar="DIR", help="Working directory (absolute; default: the container's).")
+@click.option("--env", "-e", "env", multiple=True, callback=_env_entry, metavar="KEY=VALUE",
+              help="Set an environment variable (repeatable).")
+@click.option("--uid", type=_ID, default=0, show_default=True, metavar="N", help="User id.")
+@click.option("--gid", type=_ID, default=0, show_default=True, metavar="N", help="Group id.")
+@click.argument("args", nargs=-1, required=True, metavar="-- ARGS...")
+@click.pass_context
+def exec_command(ctx, container_id, process_id, attach, tty, cwd, env, uid, gid, args):
+    """Run ARGS as a new process in the running container ID."""
+    process_id = process_id or generated_process_id()
+    stub = cli.api()
+    request = containerd_pb2.AddProcessRequest(
+        id=container_id,
+        pid=process_id,
+        args=list(args),
+        env=exec_env(stub, container_id, env),
+        cwd=cwd,
+        terminal=tty,
+        user=containerd_pb2.User(uid=uid, gid=gid),
+    )
+    if not attach:
+        stub.AddProcess(request)
+        click.echo(process_id)
+        return
+
+    def add(stdin, stdout, stderr):
+        request.stdin, request.stdout, request.stderr = stdin, stdout, stderr
+        stub.AddProcess(request)
+
+    status = stdio.attach(stub, container_id, process_id, add, tty=tty)
+    ctx.exit(status if status <= 255 else 255)
