@@ -18,6 +18,7 @@ from containerd_tx.bridge import ReactorBridge, StreamFeed
 from containerd_tx.errors import InvalidArgument, ResourceExhausted
 from containerd_tx.model import PAUSED, RUNNING
 from containerd_tx.resources import linux_resources
+from containerd_tx.stats import stats_to_proto
 from containerd_tx.supervisor import CreateRequest, ExecRequest
 from containerd_tx.validation import (
     load_bundle_config,
@@ -233,6 +234,11 @@ class APIService(pb_grpc.APIServicer):
         _check_dir(request.checkpointDir, "checkpointDir")
         self._bridge.call(self._supervisor.delete_checkpoint, request.id, request.name, request.checkpointDir)
         return pb.DeleteCheckpointResponse()
+
+    @_translated
+    def Stats(self, request, context):
+        validate_id(request.id)
+        return stats_to_proto(self._bridge.call(self._supervisor.stats, request.id))
 
     def Events(self, request, context):
         try:

@@ -37,6 +37,9 @@ class ReactorBridge:
         self._reactor = reactor
         self._timeout = timeout
         self._closed = False
+        self._lock = threading.Lock()
+        #: Calls waiting on the reactor now (the original's "tasks" gauge).
+        self.in_flight = 0
 
     def close(self):
         """
@@ -63,11 +66,16 @@ class ReactorBridge:
             d = maybeDeferred(_call_maybe_coroutine, fn, args, kwargs)
             d.addBoth(answer.put)
 
-        self._reactor.callFromThread(run)
+        with self._lock:
+            self.in_flight += 1
         try:
+            self._reactor.callFromThread(run)
             result = answer.get(timeout=self._timeout)
         except queue.Empty:
             raise Unavailable("daemon did not answer in time (shutting down?)")
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         if hasattr(result, "raiseException") and hasattr(result, "value"):
             result.raiseException()
         return result

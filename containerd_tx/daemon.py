@@ -19,12 +19,24 @@ from containerd_tx.bridge import ReactorBridge
 from containerd_tx.errors import InvalidArgument
 from containerd_tx.events import EventLog
 from containerd_tx.grpc_server import GrpcServer, SocketInUse
+from containerd_tx.metrics.graphite import GraphiteReporter
+from containerd_tx.metrics.prometheus import metrics_http_service
+from containerd_tx.metrics.registry import (
+    CONTAINER_CREATE_TIME, CONTAINER_DELETE_TIME, CONTAINER_START_TIME, CONTAINER_STATS_TIME, CONTAINERS, EVENT_SUBSCRIBERS,
+    EVENTS, EXEC_PROCESS_TIME, EXIT_PROCESS_TIME, TASKS, Metrics, process_gauges,
+)
+from containerd_tx.metrics.stdout import StdoutReporter
+from containerd_tx.model import CREATING
+from containerd_tx.oom import OomWatcher
 from containerd_tx.monitor.client import MonitorClient
 from containerd_tx.runtime.runc import RuncRuntime
 from containerd_tx.state_store import StateStore
 from containerd_tx.supervisor import Supervisor
 
 log = Logger()
+
+TIMERS = (CONTAINER_START_TIME, CONTAINER_CREATE_TIME, CONTAINER_DELETE_TIME, CONTAINER_STATS_TIME,
+          EXEC_PROCESS_TIME, EXIT_PROCESS_TIME)
 
 
 class StartupError(Exception):
@@ -84,7 +96,12 @@ class ContainerdService(service.MultiService):
         self._writer_pool.start()
         store = StateStore(self.state_dir, writer=lambda fn, *args: threads.deferToThreadPool(
             self.reactor, self._writer_pool, fn, *args))
-        events = EventLog(os.path.join(self.state_dir, "events.log"), self.config["retain-count"])
+        self.metrics = Metrics(self.reactor)
+        for name in TIMERS:
+            self.metrics.timer(name)  # reported from the start, even before the first sample
+        process_gauges(self.metrics)
+        events = EventLog(os.path.join(self.state_dir, "events.log"), self.config["retain-count"],
+                          counter=self.metrics.counter(EVENTS))
         self._store, self._events = store, events
         self.grpc = GrpcServer(self.config["listen"], self.config["max-subscribers"],
                                group=self.config["group"])
@@ -110,17 +127,50 @@ class ContainerdService(service.MultiService):
             concurrency=self.config["concurrency"],
             start_timeout=self.config["start-timeout"],
             sockets_dir=os.path.join(self.state_dir, "sockets"),
+            metrics=self.metrics,
         )
+        if self.config["oom-notify"]:
+            self.supervisor.oom = OomWatcher(self.reactor, self.supervisor.report_oom)
+        self._register_gauges()
         await self.supervisor.recover()
+        for container in list(self.supervisor.containers.values()):
+            if self.supervisor.oom is not None and container.cgroups:
+                self.supervisor.oom.watch(container.id, container.cgroups)
         api = APIService(self.bridge, self.supervisor, self.reactor,
                          max_subscribers=self.config["max-subscribers"])
+        self._add_reporters()
         self.grpc.start(api)
         self.grpc.set_serving(True)
         log.info("containerd-tx serving on unix://{path} ({n} containers adopted)",
                  path=self.config["listen"], n=len(self.supervisor.containers))
-        for child in self:
-            child.startService()
+        # The reporters added above were started by addService: this service was already running.
         return self
+
+    def _register_gauges(self):
+        supervisor, events, bridge = self.supervisor, self._events, self.bridge
+        self.metrics.gauge(CONTAINERS, lambda: sum(1 for c in supervisor.containers.values()
+                                                   if c.status != CREATING))
+        self.metrics.gauge(EVENT_SUBSCRIBERS, lambda: events.subscriber_count)
+        self.metrics.gauge(TASKS, lambda: bridge.in_flight)
+
+    def _add_reporters(self):
+        """The optional metric reporters, as children started once the daemon serves."""
+        interval = self.config["metrics-interval"]
+        if interval > 0:
+            StdoutReporter(self.metrics, interval, self.reactor).setServiceParent(self)
+            if self.config["graphite-address"]:
+                GraphiteReporter(self.metrics, self.config["graphite-address"],
+                                 f"containerd-tx.{self.config['id']}", interval,
+                                 self.reactor).setServiceParent(self)
+        elif self.config["graphite-address"]:
+            log.warn("--graphite-address is set but --metrics-interval is 0: nothing is sent to graphite")
+        if self.config["metrics-address"]:
+            metrics_http_service(self.config["metrics-address"], self.metrics, self.serving,
+                                 self.reactor).setServiceParent(self)
+
+    def serving(self):
+        """Whether the daemon serves its API now (for /healthz)."""
+        return self.running and self.ready.called and self.supervisor is not None
 
     def _make_runtime(self, name, path, global_args):
         runtime = RuncRuntime(self.reactor, self.monitor, os.path.basename(name), path,
@@ -167,6 +217,8 @@ class ContainerdService(service.MultiService):
         self.bridge.close()
         if self._events is not None:
             self._events.close()
+        if self.supervisor is not None and self.supervisor.oom is not None:
+            self.supervisor.oom.close()
         if self.grpc is not None:
             await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.grpc.stop, 2.0)
         if self.monitor is not None:

@@ -53,10 +53,12 @@ class EventLog:
     @param path: the log file (JSON lines); C{None} keeps events in memory only.
     @param retain: how many events to keep.
     @param clock: returns the time in nanoseconds.
+    @param counter: a metrics counter incremented per event (the original's C{events}), or None.
     """
 
-    def __init__(self, path, retain, clock=time.time_ns):
+    def __init__(self, path, retain, clock=time.time_ns, counter=None):
         self._path = path
+        self._counter = counter
         self.retain = retain
         self._retain = retain
         self._clock = clock
@@ -91,6 +93,8 @@ class EventLog:
         self._last_ns = now
         event = Event(type, container_id, pid, status, now, system_pid)
         self._events.append(event)
+        if self._counter is not None:
+            self._counter.inc()
         if self._fd is not None:
             self._append(event)
         for subscriber in list(self._subscribers):

@@ -158,9 +158,12 @@ class OomWatcher:
 
     # --- public ---
 
-    def watch(self, container_id, cgroups):
+    def watch(self, container_id, cgroups, fresh=False):
         """
         Start watching C{container_id}, replacing any earlier watch of it.
+
+        With C{fresh} (a container just started in a cgroup of its own) every OOM kill its cgroup has counted
+        is its own, including one that happened before this watch: those are reported at once.
 
         @param cgroups: its cgroup directories, subsystem -> absolute path (C{"memory"} on v1, else
             C{"unified"} on v2), as L{containerd_tx.cgroups.process_cgroups} gives them.
@@ -179,6 +182,9 @@ class OomWatcher:
             log.warn("Cannot watch container {id} for OOM: {error}", id=container_id, error=error)
             return False
         self._watches[container_id] = entry
+        if fresh:
+            entry.kills = 0
+            self.check(container_id)
         return True
 
     def unwatch(self, container_id):
@@ -204,6 +210,29 @@ class OomWatcher:
                         _check(_Libc.get().inotify_rm_watch(self._inotify_fd, entry.wd))
                     except OSError:
                         pass  # already gone with its file
+
+    def check(self, container_id):
+        """
+        Read the container's OOM kill counter now and report an increase not reported yet.
+
+        The daemon calls this when the container's init has exited, so that an OOM kill is reported before
+        the exit it caused even when the kernel's notification is still on its way.
+
+        @return: True when an OOM kill was reported by this call.
+        """
+        entry = self._watches.get(container_id)
+        if entry is None:
+            return False
+        path = entry.control if isinstance(entry, _V1Watch) else entry.events
+        try:
+            kills = read_counters(path).get("oom_kill", 0)
+        except OSError:
+            return False  # the cgroup is gone
+        if kills > entry.kills:
+            entry.kills = kills
+            self._report(container_id)
+            return True
+        return False
 
     def watching(self):
         """The ids of the containers being watched."""

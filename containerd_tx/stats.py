@@ -367,7 +367,7 @@ def is_v2(cgroups):
     return bool(cgroups.get(V2)) and not any(cgroups.get(name) for name in V1_CONTROLLERS)
 
 
-def read_stats(cgroups, pid, proc="/proc", now_ns=None):
+def read_stats(cgroups, pid, proc="/proc", now_ns=None, include_loopback=True):
     """
     One stats sample of a container.
 
@@ -403,7 +403,7 @@ def read_stats(cgroups, pid, proc="/proc", now_ns=None):
         _read_v1(cgroups, cgroup_stats)
     cgroup_stats["cpu_stats"]["system_usage"] = system_cpu_usage(os.path.join(proc, "stat"))
     return {
-        "network_stats": network_stats(pid, proc),
+        "network_stats": network_stats(pid, proc, include_loopback),
         "cgroup_stats": cgroup_stats,
         "timestamp": time.time_ns() if now_ns is None else now_ns,
     }

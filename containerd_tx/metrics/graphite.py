@@ -25,6 +25,7 @@ C{m15_rate}, C{mean_rate} (events per second); counters send C{count}; gauges C{
 
 import math
 
+import graphyte
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import (
@@ -64,28 +65,30 @@ def graphite_lines(snapshot, prefix, timestamp, scale=DURATION_SCALE):
     """
     The plaintext-protocol lines for one report of C{snapshot} (from L{Metrics.snapshot}).
 
+    The lines are built by graphyte's message builder (the plaintext format, checked), while sending is
+    done here on the reactor: graphyte's own sender would block or run a thread of its own.
+
     @param prefix: prepended with a dot (may be empty).
     @param timestamp: seconds since the epoch (rounded down).
     @param scale: multiplier from seconds to the unit timer durations are sent in.
     @return: a list of bytes, each ending in a newline. Non-finite values are left out.
     """
-    head = _clean(prefix) + "." if prefix else ""
+    builder = graphyte.Sender("localhost", prefix=_clean(prefix) if prefix else None)
     stamp = int(timestamp)
     points = []
     for name, timer in snapshot["timers"].items():
-        base = head + _clean(name)
+        base = _clean(name)
         for field in TIMER_FIELDS:
             value = timer[field] * scale if field in TIMER_DURATION_FIELDS else timer[field]
             points.append((f"{base}.{field}", value))
     for name, value in snapshot["counters"].items():
-        points.append((f"{head}{_clean(name)}.count", value))
+        points.append((f"{_clean(name)}.count", value))
     for name, value in snapshot["gauges"].items():
-        points.append((f"{head}{_clean(name)}.value", value))
+        points.append((f"{_clean(name)}.value", value))
     lines = []
     for path, value in points:
-        text = _number(value)
-        if text is not None:
-            lines.append(f"{path} {text} {stamp}\n".encode())
+        if _number(value) is not None:
+            lines.append(builder.build_message(path, value if isinstance(value, int) else float(value), stamp))
     return lines
 
 

@@ -17,8 +17,9 @@ from containerd_tx.errors import (
     InvalidArgument,
     NotFound,
 )
-from containerd_tx.events import START_CONTAINER
+from containerd_tx.events import OOM, START_CONTAINER
 from containerd_tx.model import CREATING, INIT, RUNNING, Container, Process
+from containerd_tx.stats import read_stats
 from containerd_tx.supervisor.checkpoints import checkpoint_root, read_checkpoint
 
 log = Logger()
@@ -80,10 +81,11 @@ class SupervisorCore:
     @param start_timeout: seconds a start may take before it is killed.
     @param sockets_dir: where console sockets for terminals are made.
     @param metrics: L{containerd_tx.metrics.Metrics} or None.
+    @param oom: an L{containerd_tx.oom.OomWatcher} (its C{on_oom} calling L{report_oom}) or None.
     """
 
     def __init__(self, reactor, store, events, monitor, default_runtime, runtime_factory=None,
-                 concurrency=10, start_timeout=30.0, sockets_dir=None, metrics=None, machine=None):
+                 concurrency=10, start_timeout=30.0, sockets_dir=None, metrics=None, machine=None, oom=None):
         self._reactor = reactor
         self.store = store
         self.events = events
@@ -96,6 +98,8 @@ class SupervisorCore:
         self._sockets_dir = sockets_dir
         self._socket_counter = 0
         self.metrics = metrics
+        #: L{containerd_tx.oom.OomWatcher} when --oom-notify is on, else None.
+        self.oom = oom
         self.machine = machine or read_machine()
         self._mounts = None
         #: container id -> Container; includes containers still being created.
@@ -178,6 +182,7 @@ class SupervisorCore:
     async def _start_init(self, container, runtime, restore=None):
         console = self._console_socket() if container.init.terminal else None
         await self._starts.acquire()
+        started = self._reactor.seconds()
         try:
             if restore is not None:
                 image, options = restore
@@ -201,6 +206,8 @@ class SupervisorCore:
             )
         finally:
             self._starts.release()
+            if self.metrics is not None:
+                self.metrics.timer("container-create-time").update(self._reactor.seconds() - started)
 
     def _started(self, container, pid):
         container.init.system_pid = pid
@@ -208,12 +215,16 @@ class SupervisorCore:
         container.cgroups = self._cgroups_of(pid)
         self.store.save_started(container, container.init)
         self.events.emit(START_CONTAINER, container.id, INIT, system_pid=pid)
+        if self.oom is not None:
+            self.oom.watch(container.id, container.cgroups, fresh=True)
         log.info("container {id} started (pid {pid})", id=container.id, pid=pid)
 
     async def _discard(self, container, runtime):
         """Undo a failed create: runtime state, monitor registration, records, memory."""
         self.containers.pop(container.id, None)
         self._early_exits.pop((container.id, INIT), None)
+        if self.oom is not None:
+            self.oom.unwatch(container.id)
         try:
             await runtime.delete(container.id, container.runtime_args, force=True)
         except ContainerdError:
@@ -274,6 +285,28 @@ class SupervisorCore:
     def pids(container):
         """Host pids in the container's cgroup now (empty once it is gone)."""
         return cgroups.cgroup_pids(container.cgroups)
+
+    # Stats and OOM.
+
+    def stats(self, container_id):
+        """
+        One sample of a container's cgroup and network statistics, read from the kernel without spawning.
+
+        @return: a dict shaped like StatsResponse (see L{containerd_tx.stats.read_stats}).
+        @raise NotFound: unknown container.
+        """
+        container = self.get(container_id)
+        started = self._reactor.seconds()
+        sample = read_stats(container.cgroups, container.init.system_pid)
+        if self.metrics is not None:
+            self.metrics.timer("container-stats-time").update(self._reactor.seconds() - started)
+        return sample
+
+    def report_oom(self, container_id):
+        """The kernel OOM-killed a process of this container: emit an C{oom} event."""
+        if container_id in self.containers:
+            self.events.emit(OOM, container_id, INIT)
+            log.warn("container {id}: out of memory, a process was killed", id=container_id)
 
     # Signals.
 

@@ -76,6 +76,10 @@ class ExitHandling:
     async def _init_exited(self, container, record):
         started = self._reactor.seconds()
         container.status = STOPPED
+        if self.oom is not None:
+            # An OOM kill is reported before the exit it caused, even if the kernel's notice is late.
+            self.oom.check(container.id)
+            self.oom.unwatch(container.id)
         await self._reap_execs(container)
         self._report_exit(container, container.init, record["status"])
         self.store.remove_exit_record(container.id, INIT)

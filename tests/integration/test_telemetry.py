@@ -1,0 +1,218 @@
+"""
+OOM events, Stats and metrics through a real daemon: stdout reports, Prometheus, Graphite (real Carbon).
+"""
+
+import os
+import re
+import socket
+import time
+
+import grpc
+import treq
+from twisted.internet import defer, reactor
+from twisted.web.client import HTTPConnectionPool
+
+from containerd_tx.api import containerd_pb2 as pb
+from tests.integration.test_graphite import CARBON_CACHE, WHISPER_FETCH, Carbon, free_port
+from tests.integration.test_lifecycle import LifecycleTestCase
+from tests.support.daemon import create_request, wait_for
+
+METRIC_NAMES = ("container-start-time", "container-create-time", "container-delete-time", "container-stats-time",
+                "exec-process-time", "exit-process-time", "containers", "events", "event-subscribers", "tasks",
+                "threads", "fds")
+HOG = ("sh", "-c", "exec dd if=/dev/zero of=/tmp/fill bs=1M count=200")
+
+
+class OomTests(LifecycleTestCase):
+
+    daemon_args = ("--oom-notify",)
+
+    def test_oom_event_before_exit(self):
+        bundle = self.bundle(*HOG, memory_limit=32 * 1024 * 1024)
+        self.daemon.stub.CreateContainer(create_request("hog", bundle), timeout=60)
+        exit_event = self.events.wait("exit", "hog", "init")
+        oom = self.events.wait("oom", "hog")
+        self.assertEqual(exit_event.status, 137)
+        kinds = [e.type for e in self.events.matching(id="hog")]
+        self.assertLess(kinds.index("oom"), kinds.index("exit"), kinds)
+        self.assertEqual(kinds.count("oom"), 1)
+        self.assertGreater((exit_event.timestamp.seconds, exit_event.timestamp.nanos),
+                           (oom.timestamp.seconds, oom.timestamp.nanos))
+
+    def test_normal_exit_has_no_oom(self):
+        bundle = self.bundle("sh", "-c", "exit 0", memory_limit=32 * 1024 * 1024)
+        self.daemon.stub.CreateContainer(create_request("calm", bundle), timeout=60)
+        self.events.wait("exit", "calm", "init")
+        wait_for(lambda: "calm" not in self.state_ids(), message="calm to be deleted")
+        time.sleep(0.5)
+        self.assertEqual(self.events.matching("oom"), [])
+
+
+class NoOomNotifyTests(LifecycleTestCase):
+
+    def test_no_oom_event_without_the_flag(self):
+        bundle = self.bundle(*HOG, memory_limit=32 * 1024 * 1024)
+        self.daemon.stub.CreateContainer(create_request("hog", bundle), timeout=60)
+        self.assertEqual(self.events.wait("exit", "hog", "init").status, 137)
+        time.sleep(0.5)
+        self.assertEqual(self.events.matching("oom"), [])
+
+
+def with_loopback(config):
+    for caps in config["process"]["capabilities"].values():
+        caps.append("CAP_NET_ADMIN")
+
+
+class StatsTests(LifecycleTestCase):
+
+    def setUp(self):
+        super().setUp()
+        bundle = self.bundle("sh", "-c", "ip link set lo up; exec sleep 1000", edit=with_loopback)
+        self.daemon.stub.CreateContainer(create_request("box", bundle), timeout=60)
+
+    def stats(self):
+        return self.daemon.stub.Stats(pb.StatsRequest(id="box"), timeout=10)
+
+    def run_in(self, pid, *args):
+        self.daemon.stub.AddProcess(pb.AddProcessRequest(id="box", pid=pid, args=args), timeout=60)
+        return self.events.wait("exit", "box", pid, timeout=60).status
+
+    def test_cpu_grows_by_the_time_burnt(self):
+        before = self.stats().cgroup_stats.cpu_stats.cpu_usage.total_usage
+        self.run_in("burn", "sh", "-c", "end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done")
+        after = self.stats()
+        grown = after.cgroup_stats.cpu_stats.cpu_usage.total_usage - before
+        self.assertGreater(grown, 0.5e9)
+        self.assertLess(grown, 4e9)
+        self.assertGreater(after.cgroup_stats.cpu_stats.system_usage, 0)
+        self.assertEqual(len(after.cgroup_stats.cpu_stats.cpu_usage.percpu_usage), os.cpu_count())
+        self.assertGreater(after.timestamp.seconds, 0)
+
+    def test_memory_grows_with_tmpfs_file(self):
+        before = self.stats().cgroup_stats.memory_stats.usage.usage
+        self.assertEqual(self.run_in("fill", "dd", "if=/dev/zero", "of=/tmp/fill", "bs=1M", "count=20"), 0)
+        memory = self.stats().cgroup_stats.memory_stats
+        self.assertGreater(memory.usage.usage - before, 15 * 1024 * 1024)
+        self.assertIn("cache", memory.stats)
+
+    def test_pids_match_processes(self):
+        for i in range(3):
+            self.daemon.stub.AddProcess(pb.AddProcessRequest(id="box", pid=f"s{i}", args=["sleep", "1000"]),
+                                        timeout=60)
+        self.assertEqual(self.stats().cgroup_stats.pids_stats.current, 4)
+
+    def test_network_counts_loopback_traffic(self):
+        def lo():
+            return next(n for n in self.stats().network_stats if n.name == "lo")
+        before = lo()
+        # The server's stdin stays open (busybox nc ends at EOF of its stdin) until the client is done.
+        self.assertEqual(self.run_in("net", "sh", "-c", "(sleep 3 | nc -l -p 7000 > /dev/null) & sleep 0.3; "
+                                                       "dd if=/dev/zero bs=1k count=200 | nc 127.0.0.1 7000"), 0)
+        after = lo()
+        self.assertGreater(after.rx_bytes - before.rx_bytes, 200 * 1024)
+        self.assertGreater(after.Tx_bytes - before.Tx_bytes, 200 * 1024)
+
+    def test_unknown_container(self):
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.daemon.stub.Stats(pb.StatsRequest(id="ghost"), timeout=10)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+
+class StdoutReportTests(LifecycleTestCase):
+
+    daemon_args = ("--metrics-interval", "1s")
+
+    def test_every_metric_reported_each_interval(self):
+        self.start("one", "sleep", "1000")
+        self.daemon.stub.Stats(pb.StatsRequest(id="one"), timeout=10)
+        wait_for(lambda: all(f" {name}" in self.daemon.log_text() for name in METRIC_NAMES), timeout=10,
+                 message="every metric name in the stdout report")
+        log = self.daemon.log_text()
+        self.assertRegex(log, r"counter containers|gauge containers")
+        self.assertRegex(log, r"count:\s+1")
+        reports = len(re.findall(r"timer container-start-time", log))
+        time.sleep(2.5)
+        self.assertGreaterEqual(len(re.findall(r"timer container-start-time", self.daemon.log_text())),
+                                reports + 2)
+
+
+class PrometheusTests(LifecycleTestCase):
+
+    def setUp(self):
+        self.port = free_port()
+        self.daemon_args = ("--metrics-address", f"tcp:{self.port}:interface=127.0.0.1")
+        super().setUp()
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+
+    @defer.inlineCallbacks
+    def test_scrape_matches_daemon_state(self):
+        for i in range(2):
+            self.start(f"p{i}", "sleep", "1000")
+        response = yield treq.get(f"http://127.0.0.1:{self.port}/metrics", pool=self.pool)
+        self.assertEqual(response.code, 200)
+        text = yield response.text()
+        values = dict(re.findall(r"^(containerd_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", text, re.M))
+        self.assertEqual(float(values["containerd_containers"]), 2.0)
+        self.assertEqual(float(values["containerd_container_start_time_seconds_count"]), 2.0)
+        self.assertGreater(float(values["containerd_threads"]), 1)
+        self.assertIn('containerd_container_start_time_seconds{quantile="0.99"}', values)
+        health = yield treq.get(f"http://127.0.0.1:{self.port}/healthz", pool=self.pool)
+        self.assertEqual(health.code, 200)
+        self.assertEqual((yield health.text()).strip(), "ok")
+
+
+class GraphiteDaemonTests(LifecycleTestCase):
+
+    def setUp(self):
+        if not (os.path.exists(CARBON_CACHE) and os.path.exists(WHISPER_FETCH)):
+            self.skipTest("graphite-carbon / python3-whisper missing: run scripts/setup-system")
+        root = os.path.abspath(self.mktemp())
+        self.carbon = Carbon(root, free_port())
+        self.addCleanup(self.carbon.stop)
+        self.carbon.start()
+        wait_for(lambda: _listening(self.carbon.port), timeout=30, message="carbon to listen")
+        self.daemon_args = ("--graphite-address", f"127.0.0.1:{self.carbon.port}", "--metrics-interval", "1s",
+                            "--id", "probe")
+        super().setUp()
+
+    def test_metrics_reach_carbon(self):
+        since = time.time()
+        for i in range(2):
+            self.start(f"g{i}", "sleep", "1000")
+        prefix = "containerd-tx.probe."
+
+        def latest(metric):
+            points = self.carbon.fetch(prefix + metric, since)
+            return points[-1][1] if points else None
+
+        wait_for(lambda: latest("container-start-time.count") == 2.0, timeout=30,
+                 message="container-start-time.count = 2 in whisper")
+        wait_for(lambda: latest("containers.value") == 2.0, timeout=30, message="containers = 2 in whisper")
+        self.assertGreater(latest("container-start-time.max"), 0)
+
+
+class GraphiteDownTests(LifecycleTestCase):
+
+    def setUp(self):
+        self.daemon_args = ("--graphite-address", f"127.0.0.1:{free_port()}", "--metrics-interval", "1s")
+        super().setUp()
+
+    def test_dead_carbon_never_hurts_the_daemon(self):
+        time.sleep(4.5)
+        container = self.start("alive", "sh", "-c", "exit 2")
+        self.assertEqual(self.events.wait("exit", "alive").status, 2)
+        log = self.daemon.log_text()
+        warnings = [line for line in log.splitlines() if "warn" in line.lower() and "graphite" in line.lower()]
+        self.assertGreaterEqual(len(warnings), 3, log[-2000:])
+        self.assertLessEqual(len(warnings), 7, "\n".join(warnings))
+        self.assertNotIn("Traceback", log)
+        self.assertEqual(container.status, "running")
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
