@@ -14,6 +14,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from containerd_tx import sd_notify
 from containerd_tx.api_service import APIService
 from containerd_tx.bridge import ReactorBridge
 from containerd_tx.errors import InvalidArgument
@@ -143,6 +144,7 @@ class ContainerdService(service.MultiService):
         self.grpc.set_serving(True)
         log.info("containerd-tx serving on unix://{path} ({n} containers adopted)",
                  path=self.config["listen"], n=len(self.supervisor.containers))
+        sd_notify.notify("READY=1")
         # The reporters added above were started by addService: this service was already running.
         return self
 
@@ -211,6 +213,7 @@ class ContainerdService(service.MultiService):
         if not self.running:
             return
         service.Service.stopService(self)
+        sd_notify.notify("STOPPING=1")
         for child in reversed(list(self)):
             if child.running:
                 await defer.maybeDeferred(child.stopService)

@@ -35,6 +35,8 @@ class _TwistdContainerd(ContainerdService):
         super().setServiceParent(parent)
 
     def startService(self):
+        if os.geteuid() != 0:
+            raise SystemExit("containerd: must run as root (the OCI runtime needs root to create containers)")
         try:
             super().startService()
         except StartupError as e:

@@ -81,6 +81,24 @@ class DaemonStartupTests(TestCase):
         self.assertEqual(daemon.health(), health_pb2.HealthCheckResponse.SERVING)
 
 
+class SystemdNotifyTests(TestCase):
+
+    def test_ready_sent_once_serving(self):
+        daemon = Daemon.for_test(self, start=False)
+        path = os.path.join(daemon.workdir, "notify.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(listener.close)
+        listener.bind(path)
+        listener.settimeout(30)
+        daemon.start(wait=False, env={"NOTIFY_SOCKET": path})
+        self.assertEqual(listener.recv(100), b"READY=1")
+        # READY comes only once the API answers.
+        self.assertEqual(daemon.health(), health_pb2.HealthCheckResponse.SERVING)
+        daemon.wait_serving()
+        self.assertEqual(daemon.stop(), 0)
+        self.assertEqual(listener.recv(100), b"STOPPING=1")
+
+
 class DaemonShutdownTests(TestCase):
     """SIGTERM and SIGINT stop the daemon cleanly, also with clients connected."""
 

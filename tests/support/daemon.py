@@ -83,10 +83,10 @@ class Daemon:
                 "--listen", self.socket, "--metrics-interval", "0", "--runtime", self.runtime,
                 *self.args, *extra]
 
-    def start(self, extra=(), wait=True):
+    def start(self, extra=(), wait=True, env=None):
         """Start the daemon and wait until its health check says SERVING."""
         log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.process = subprocess.Popen(self.command(extra), stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, cwd=self.workdir, env=env)
         log.close()
