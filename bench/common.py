@@ -100,3 +100,116 @@ def wait_gone(pid, timeout=10.0):
 
 
 __all__ = ["BenchDaemon", "print_timer", "summary", "shared_rootfs", "signal"]
+
+
+# Process figures from /proc, for the memory, idle-cost and fan-out benchmarks.
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_memory(pid):
+    """(RSS, PSS) of a process in kB, from /proc/<pid>/smaps_rollup (kernel >= 4.14)."""
+    figures = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] in ("Rss:", "Pss:"):
+                figures[parts[0]] = int(parts[1])
+    return figures["Rss:"], figures["Pss:"]
+
+
+def proc_fds(pid):
+    """How many file descriptors a process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_threads(pid):
+    """How many threads a process has."""
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process (all its threads; waited-for children excluded), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state): utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def proc_children(pid):
+    """Pids of the direct children of a process (every thread's children)."""
+    children = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                children.extend(int(c) for c in f.read().split())
+    except OSError:
+        pass
+    return children
+
+
+def proc_name(pid):
+    """A process's command line, shortened, for reports."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return " ".join(f.read().decode(errors="replace").split("\0")).strip()[:80] or f"[{pid}]"
+    except OSError:
+        return f"[{pid} gone]"
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages as text (what uptime prints)."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def create_containers(stub, bundle, ids, concurrency, timeout=300):
+    """Create (and start) containers through the API, `concurrency` at a time; return the wall seconds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from containerd_tx.api import containerd_pb2 as pb
+
+    errors = []
+
+    def one(container_id):
+        try:
+            stub.CreateContainer(pb.CreateContainerRequest(id=container_id, bundlePath=bundle), timeout=timeout)
+        except Exception as e:  # reported, never hidden
+            errors.append(f"{container_id}: {e}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, ids))
+    if errors:
+        raise SystemExit(f"bench: {len(errors)} of {len(ids)} creates failed, first: {errors[0]}")
+    return time.perf_counter() - started
+
+
+def kill_all_containers(stub, concurrency=10, timeout=600):
+    """
+    Tear down through the API: Signal 9 to the init of every container State lists, then wait until State is
+    empty. Returns (containers killed, seconds).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from containerd_tx.api import containerd_pb2 as pb
+
+    started = time.perf_counter()
+    ids = [c.id for c in stub.State(pb.StateRequest(), timeout=60).containers]
+
+    def kill(container_id):
+        try:
+            stub.Signal(pb.SignalRequest(id=container_id, pid="init", signal=9), timeout=60)
+        except grpc.RpcError:
+            pass  # already exited: State tells
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(kill, ids))
+    deadline = time.monotonic() + timeout
+    while stub.State(pb.StateRequest(), timeout=60).containers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: containers still listed {timeout}s after SIGKILL")
+        time.sleep(0.05)
+    return len(ids), time.perf_counter() - started

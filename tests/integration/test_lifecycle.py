@@ -20,9 +20,10 @@ class LifecycleTestCase(TestCase):
     """A daemon, a shared busybox rootfs and bundle making per test."""
 
     daemon_args = ()
+    runtime = "runc"
 
     def setUp(self):
-        self.daemon = Daemon.for_test(self, args=self.daemon_args)
+        self.daemon = Daemon.for_test(self, args=self.daemon_args, runtime=self.runtime)
         self.rootfs = bundles.make_rootfs(os.path.join(self.daemon.workdir, "rootfs"))
         self.events = EventCollector(self.daemon.stub)
         self.addCleanup(self.events.close)

@@ -160,7 +160,7 @@ class Daemon:
 
     def runtime_root(self):
         """The runtime's --root the daemon uses."""
-        return os.path.join(self.state_dir, "runtime", self.runtime)
+        return os.path.join(self.state_dir, "runtime", os.path.basename(self.runtime))
 
     def runtime_containers(self):
         """Containers the runtime itself has (id -> status)."""
@@ -168,7 +168,9 @@ class Daemon:
             return {}
         out = subprocess.run([self.runtime, "--root", self.runtime_root(), "list", "--format", "json"],
                              capture_output=True, text=True)
-        if out.returncode != 0 or not out.stdout.strip():
+        if out.returncode != 0:
+            raise AssertionError(f"{self.runtime} list failed: {out.stderr.strip()}")
+        if not out.stdout.strip():
             return {}
         return {c["id"]: c["status"] for c in json.loads(out.stdout) or []}
 
@@ -185,7 +187,11 @@ class Daemon:
         try:
             self.stop(signal.SIGKILL)
         finally:
-            for container_id in self.runtime_containers():
+            try:
+                leftovers = self.runtime_containers()
+            except AssertionError:
+                leftovers = {}
+            for container_id in leftovers:
                 subprocess.run([self.runtime, "--root", self.runtime_root(), "delete", "--force", container_id],
                                capture_output=True)
             monitor = self.monitor_pid()
