@@ -37,7 +37,7 @@ def container_pids(stub):
 
 
 def measure(daemon):
-    """One sample: {role: (pid, rss kB, pss kB, fds, threads)} for the daemon, the monitor and extras."""
+    """One sample: {role: (pid, rss kB, pss kB, anon kB, fds, threads)} for the daemon, the monitor, extras."""
     daemon_pid = daemon.process.pid
     monitor_pid = daemon.monitor_pid()
     if monitor_pid is None:
@@ -45,22 +45,21 @@ def measure(daemon):
     containers, running = container_pids(daemon.stub)
     sample = {}
     for role, pid in (("daemon", daemon_pid), ("monitor", monitor_pid)):
-        rss, pss = proc_memory(pid)
-        sample[role] = (pid, rss, pss, proc_fds(pid), proc_threads(pid))
+        sample[role] = (pid, *proc_memory(pid), proc_fds(pid), proc_threads(pid))
     # Anything else the daemon or the monitor has as a child that is not a container process.
     extras = [pid for pid in proc_children(daemon_pid) if pid != monitor_pid]
     extras += [pid for pid in proc_children(monitor_pid) if pid not in containers]
     for pid in extras:
         try:
-            rss, pss = proc_memory(pid)
-            sample[f"other {pid} {proc_name(pid)}"] = (pid, rss, pss, proc_fds(pid), proc_threads(pid))
+            sample[f"other {pid} {proc_name(pid)}"] = (pid, *proc_memory(pid), proc_fds(pid), proc_threads(pid))
         except OSError:
             pass  # a runtime helper that just ended
     return sample, running
 
 
 def totals(sample):
-    return sum(v[1] for v in sample.values()), sum(v[2] for v in sample.values())
+    """(RSS, PSS, anonymous PSS) summed over the sampled processes, kB."""
+    return tuple(sum(v[i] for v in sample.values()) for i in (1, 2, 3))
 
 
 def main():
@@ -100,42 +99,46 @@ def main():
             if running != n:
                 raise SystemExit(f"bench: {running} containers running, expected {n}")
             results.append((n, sample))
-            rss, pss = totals(sample)
+            rss, pss, anon = totals(sample)
             print(f"\n{n} running containers (load {load_average()}):")
-            print(f"  {'process':<40} {'pid':>8} {'RSS kB':>10} {'PSS kB':>10} {'fds':>6} {'threads':>8}")
-            for role, (pid, p_rss, p_pss, fds, threads) in sample.items():
-                print(f"  {role:<40} {pid:>8} {p_rss:>10} {p_pss:>10} {fds:>6} {threads:>8}")
-            print(f"  {'total':<40} {'':>8} {rss:>10} {pss:>10}", flush=True)
+            print(f"  {'process':<40} {'pid':>8} {'RSS kB':>10} {'PSS kB':>10} {'anon kB':>10} {'fds':>6} "
+                  f"{'threads':>8}")
+            for role, (pid, p_rss, p_pss, p_anon, fds, threads) in sample.items():
+                print(f"  {role:<40} {pid:>8} {p_rss:>10} {p_pss:>10} {p_anon:>10} {fds:>6} {threads:>8}")
+            print(f"  {'total':<40} {'':>8} {rss:>10} {pss:>10} {anon:>10}", flush=True)
         killed, teardown = kill_all_containers(daemon.stub, args.concurrency)
         print(f"\nteardown (Signal 9 to {killed}, until State is empty): {teardown:.2f}s", flush=True)
         # Measure once more after teardown: does the daemon give memory and fds back?
         time.sleep(args.settle)
         after, _ = measure(daemon)
-        after_rss, after_pss = totals(after)
-        print(f"after teardown: total RSS {after_rss} kB PSS {after_pss} kB, fds daemon {after['daemon'][3]} "
-              f"monitor {after['monitor'][3]}, threads daemon {after['daemon'][4]} monitor {after['monitor'][4]}")
+        after_rss, after_pss, after_anon = totals(after)
+        print(f"after teardown: total RSS {after_rss} kB PSS {after_pss} kB anon {after_anon} kB, fds daemon "
+              f"{after['daemon'][4]} monitor {after['monitor'][4]}, threads daemon {after['daemon'][5]} "
+              f"monitor {after['monitor'][5]}, extra processes {len(after) - 2}")
     finally:
         daemon.destroy()
         reap_children()
         cleanup_dir(daemon.workdir)
 
     base = results[0][1]
-    base_rss, base_pss = totals(base)
+    base_rss, base_pss, base_anon = totals(base)
     print("\nper-container overhead ((total at N - total at 0) / N):")
     for n, sample in results[1:]:
-        rss, pss = totals(sample)
+        rss, pss, anon = totals(sample)
         print(f"  N={n:<5} PSS {(pss - base_pss) / n:8.1f} kB  RSS {(rss - base_rss) / n:8.1f} kB  "
-              f"fds {(sample['daemon'][3] - base['daemon'][3]) / n:.2f} (daemon) "
-              f"{(sample['monitor'][3] - base['monitor'][3]) / n:.2f} (monitor)  "
+              f"anon {(anon - base_anon) / n:8.1f} kB  "
+              f"fds {(sample['daemon'][4] - base['daemon'][4]) / n:.2f} (daemon) "
+              f"{(sample['monitor'][4] - base['monitor'][4]) / n:.2f} (monitor)  "
               f"extra processes {len(sample) - 2}")
     n, sample = results[-1]
     if n == 0:
         print(f"per-container n/a (no containers); daemon RSS {sample['daemon'][1] / 1024:.1f} MB")
         return
-    rss, pss = totals(sample)
+    rss, pss, anon = totals(sample)
     print(f"per-container PSS {(pss - base_pss) / n:.1f} kB RSS {(rss - base_rss) / n:.1f} kB "
-          f"fds {(sample['daemon'][3] - base['daemon'][3]) / n:.2f} (daemon) "
-          f"{(sample['monitor'][3] - base['monitor'][3]) / n:.2f} (monitor) at {n}; "
+          f"anon {(anon - base_anon) / n:.1f} kB "
+          f"fds {(sample['daemon'][4] - base['daemon'][4]) / n:.2f} (daemon) "
+          f"{(sample['monitor'][4] - base['monitor'][4]) / n:.2f} (monitor) at {n}; "
           f"daemon RSS {sample['daemon'][1] / 1024:.1f} MB; teardown {teardown:.1f}s")
 
 

@@ -185,6 +185,8 @@ class EventLog:
         for line in lines:
             try:
                 event = Event(**json.loads(line))
+                if not isinstance(event.timestamp_ns, int) or not isinstance(event.status, int):
+                    raise TypeError("event fields of the wrong type")
             except (ValueError, TypeError):
                 # A torn last line after a crash, or garbage: skip it, the rest is good.
                 damaged = True

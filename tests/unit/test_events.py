@@ -512,3 +512,17 @@ class HasExitTests(SynchronousTestCase):
         log.emit(events.OOM, "d")
         log.emit(events.OOM, "d")
         self.assertFalse(log.has_exit("c", "init", 5))
+
+
+class WrongTypesOnDiskTests(SynchronousTestCase):
+    """A line that is JSON but carries fields of the wrong type is skipped like a torn one."""
+
+    def test_non_integer_timestamp_skipped(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('{"type": "exit", "id": "a", "pid": "init", "status": 1, "timestamp_ns": "soon", "system_pid": 5}\n')
+            f.write('{"type": "exit", "id": "b", "pid": "init", "status": 2, "timestamp_ns": 10, "system_pid": 6}\n')
+        log = EventLog(path, 10)
+        self.addCleanup(log.close)
+        self.assertEqual([e.id for e in log.stored()], ["b"])
+        self.assertGreater(log.emit("exit", "c").timestamp_ns, 10)

@@ -144,7 +144,9 @@ class V1Tests(SynchronousTestCase):
             "1GB": {"usage": 0, "max_usage": 0, "failcnt": 0, "limit": 0},
         })
         self.assertEqual(cgroup["pids_stats"], {"current": 3, "limit": 0})
-        self.assertEqual(sample["network_stats"], [{
+        # The daemon reports every interface of the namespace, loopback included.
+        self.assertEqual([i["name"] for i in sample["network_stats"]], ["lo", "eth0"])
+        self.assertEqual(sample["network_stats"][1:], [{
             "name": "eth0", "rx_bytes": 1500, "rx_Packets": 10, "Rx_errors": 1, "Rx_dropped": 2,
             "Tx_bytes": 2500, "Tx_packets": 20, "Tx_errors": 3, "Tx_dropped": 4}])
 
@@ -243,7 +245,7 @@ class V2Tests(SynchronousTestCase):
         self.assertEqual(cgroup["hugetlb_stats"], {
             "2MB": {"usage": 2097152, "max_usage": 0, "failcnt": 5, "limit": 4194304}})
         self.assertEqual(cgroup["pids_stats"], {"current": 2, "limit": 100})
-        self.assertEqual([i["name"] for i in sample["network_stats"]], ["eth0"])
+        self.assertEqual([i["name"] for i in sample["network_stats"]], ["lo", "eth0"])
 
     def test_limits(self):
         self.tree.write({"memory.max": "33554432\n", "memory.swap.max": "0\n", "pids.max": "max\n"}, "v2")
@@ -270,7 +272,7 @@ class ProtoTests(SynchronousTestCase):
         self.assertIsInstance(message, pb.StatsResponse)
         self.assertEqual(message.timestamp.seconds, 1_700_000_000)
         self.assertEqual(message.timestamp.nanos, 123_456_789)
-        net = message.network_stats[0]
+        net = message.network_stats[1]
         self.assertEqual((net.name, net.rx_bytes, net.rx_Packets, net.Rx_errors, net.Rx_dropped, net.Tx_bytes,
                           net.Tx_packets, net.Tx_errors, net.Tx_dropped),
                          ("eth0", 1500, 10, 1, 2, 2500, 20, 3, 4))
