@@ -28,18 +28,27 @@ from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
 from tests.support import bundles  # noqa: E402
 
 
-def context_switches(pid):
-    """Voluntary + involuntary context switches summed over a process's threads."""
-    total = 0
+def thread_switches(pid):
+    """{thread id: (thread name, voluntary + involuntary context switches)} of a process."""
+    threads = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            count = 0
             with open(f"/proc/{pid}/task/{tid}/status") as f:
                 for line in f:
                     if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-                        total += int(line.split()[1])
+                        count += int(line.split()[1])
+            threads[tid] = (name, count)
         except OSError:
             pass  # a thread that just ended
-    return total
+    return threads
+
+
+def sample(pid):
+    """(CPU seconds, {thread id: (name, context switches)}) of a process."""
+    return proc_cpu_seconds(pid), thread_switches(pid)
 
 
 def main():
@@ -68,20 +77,25 @@ def main():
         time.sleep(args.settle)
 
         pids = {"daemon": daemon.process.pid, "monitor": daemon.monitor_pid()}
-        before = {role: (proc_cpu_seconds(pid), context_switches(pid)) for role, pid in pids.items()}
+        before = {role: sample(pid) for role, pid in pids.items()}
         started = time.monotonic()
         load_before = load_average()
         time.sleep(args.seconds)
         elapsed = time.monotonic() - started
-        after = {role: (proc_cpu_seconds(pid), context_switches(pid)) for role, pid in pids.items()}
+        after = {role: sample(pid) for role, pid in pids.items()}
         print(f"quiet window {elapsed:.1f}s, load {load_before} -> {load_average()}")
         percent = {}
         for role, pid in pids.items():
             cpu = after[role][0] - before[role][0]
             percent[role] = 100.0 * cpu / elapsed
+            woken = {tid: (name, count - before[role][1].get(tid, (name, 0))[1])
+                     for tid, (name, count) in after[role][1].items()}
             print(f"  {role:<8} pid {pid:<8} CPU {cpu:.2f}s = {percent[role]:.2f}% of one core, "
-                  f"{(after[role][1] - before[role][1]) / elapsed:.1f} context switches/s, "
+                  f"{sum(c for _, c in woken.values()) / elapsed:.1f} context switches/s, "
                   f"{proc_threads(pid)} threads", flush=True)
+            busiest = sorted(woken.items(), key=lambda item: -item[1][1])[:5]
+            print("    busiest threads (switches/s): " + ", ".join(
+                f"{name} {count / elapsed:.1f}" for _, (name, count) in busiest if count))
         running = len(daemon.stub.State(pb.StateRequest(), timeout=60).containers)
         killed, teardown = kill_all_containers(daemon.stub, args.concurrency)
         print(f"teardown (Signal 9 to {killed}, until State is empty): {teardown:.2f}s")

@@ -90,6 +90,13 @@ class ContainerdService(service.MultiService):
             os.close(self._state_lock)
             self._state_lock = None
             raise StartupError(f"another daemon is using the state dir {self.state_dir}")
+        self.grpc = GrpcServer(self.config["listen"], self.config["max-subscribers"],
+                               group=self.config["group"])
+        try:
+            self.grpc.claim()
+        except SocketInUse as e:
+            self._release_state_lock()
+            raise StartupError(str(e))
         for name in ("sockets", "runtime"):
             os.makedirs(os.path.join(self.state_dir, name), mode=0o700, exist_ok=True)
         # One thread writes the state dir, in order, so fsync never stalls the reactor.
@@ -104,13 +111,7 @@ class ContainerdService(service.MultiService):
         events = EventLog(os.path.join(self.state_dir, "events.log"), self.config["retain-count"],
                           counter=self.metrics.counter(EVENTS))
         self._store, self._events = store, events
-        self.grpc = GrpcServer(self.config["listen"], self.config["max-subscribers"],
-                               group=self.config["group"])
-        try:
-            self.grpc.claim()
-        except SocketInUse as e:
-            self._release_state_lock()
-            raise StartupError(str(e))
+
 
     async def _start(self):
         self.monitor = await MonitorClient.connect(self.reactor, self.state_dir)

@@ -126,19 +126,23 @@ class EventLog:
         self._subscribers.add(subscription)
         return subscription
 
-    def has_exit(self, container_id, process_id, system_pid):
+    def has(self, type, container_id, process_id, system_pid):
         """
-        Whether an exit of this exact process (host pid included) is already in the log.
+        Whether an event of this type for this exact process (host pid included) is already in the log.
         """
         for event in reversed(self._events):
             if (
-                event.type == EXIT
+                event.type == type
                 and event.id == container_id
                 and event.pid == process_id
                 and event.system_pid == system_pid
             ):
                 return True
         return False
+
+    def has_exit(self, container_id, process_id, system_pid):
+        """Whether the exit of this exact process is already in the log."""
+        return self.has(EXIT, container_id, process_id, system_pid)
 
     def close(self):
         """

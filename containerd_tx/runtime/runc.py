@@ -48,8 +48,11 @@ class RuncRuntime:
         #: Runtime starts (run/exec/restore) in flight now, and the most ever seen at once.
         self.starts_in_flight = 0
         self.max_starts_in_flight = 0
-        #: Every command line run, with its duration, for --debug logs: (argv, seconds).
+        #: Log every command line run, with its duration (--debug).
         self.debug = False
+        #: crun's `run -d` may itself reap a container that exits at once, so that nobody learns its status;
+        #: `create` then `start` makes the monitor the init's parent before it runs.
+        self.two_step_start = name.startswith("crun")
 
     def _argv(self, global_args, *command):
         args = self._global_args + list(global_args)
@@ -64,15 +67,24 @@ class RuncRuntime:
         work_dir = register[2]
         pid_file = os.path.join(work_dir, f"pid-{register[1]}")
         log_file = os.path.join(work_dir, "runtime.log")
-        command = ["--log", log_file, "--log-format", "json", "run", "-d", "--bundle", bundle,
+        subcommand = ["create"] if self.two_step_start else ["run", "-d"]
+        command = ["--log", log_file, "--log-format", "json", *subcommand, "--bundle", bundle,
                    "--pid-file", pid_file]
         if no_pivot_root:
             command.append("--no-pivot")
         if console_socket:
             command += ["--console-socket", console_socket]
         command.append(container_id)
-        return self._start(self._argv(global_args, *command), process_stdio, pid_file, log_file, register,
-                           console_socket, timeout)
+        started = self._start(self._argv(global_args, *command), process_stdio, pid_file, log_file, register,
+                              console_socket, timeout)
+        if self.two_step_start:
+            started.addCallback(self._start_created, container_id, global_args)
+        return started
+
+    @defer.inlineCallbacks
+    def _start_created(self, pid, container_id, global_args):
+        yield self._call(global_args, "start", container_id, container_id=container_id)
+        return pid
 
     def exec(self, container_id, process_json_path, process_stdio, register, global_args=(),
              console_socket=None, timeout=None):

@@ -214,7 +214,9 @@ class SupervisorCore:
         container.status = RUNNING
         container.cgroups = self._cgroups_of(pid)
         self.store.save_started(container, container.init)
-        self.events.emit(START_CONTAINER, container.id, INIT, system_pid=pid)
+        # After a crash the record may predate the event already logged: report each start once.
+        if not self.events.has(START_CONTAINER, container.id, INIT, pid):
+            self.events.emit(START_CONTAINER, container.id, INIT, system_pid=pid)
         if self.oom is not None:
             self.oom.watch(container.id, container.cgroups, fresh=True)
         log.info("container {id} started (pid {pid})", id=container.id, pid=pid)
