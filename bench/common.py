@@ -119,7 +119,7 @@ def proc_memory(pid):
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
             parts = line.split()
-            if len(parts) >= 3:
+            if len(parts) == 3 and parts[2] == "kB":
                 figures[parts[0]] = int(parts[1])
     return figures["Rss:"], figures["Pss:"], figures.get("Pss_Anon:", figures.get("Anonymous:", 0))
 

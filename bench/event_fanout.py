@@ -21,6 +21,7 @@ stream is cut for being E behind). The last line is a one-line summary of the li
 
 import argparse
 import os
+import resource
 import sys
 import threading
 import time
@@ -156,6 +157,7 @@ def main():
               f"({'one shared channel' if args.shared_channel else 'a channel each'})", flush=True)
 
         cpu_before = proc_cpu_seconds(daemon.process.pid)
+        client_before = _own_cpu()
         load_before = load_average()
         started = time.perf_counter()
         producers = [threading.Thread(target=cycle, args=(daemon.stub, cid, cycles)) for cid in ids]
@@ -174,9 +176,11 @@ def main():
         except SystemExit as e:
             print(e)
         cpu = proc_cpu_seconds(daemon.process.pid) - cpu_before
+        client_cpu = _own_cpu() - client_before
         wall = time.perf_counter() - started
-        print(f"load {load_before} -> {load_average()}; daemon CPU {cpu:.2f}s in {wall:.2f}s "
-              f"({100 * cpu / wall:.0f}% of one core)")
+        print(f"load {load_before} -> {load_average()}; in {wall:.2f}s the daemon used {cpu:.2f}s CPU "
+              f"({100 * cpu / wall:.0f}% of one core), this client {client_cpu:.2f}s "
+              f"({100 * client_cpu / wall:.0f}%)")
 
         reference = Subscriber(daemon.address, request=pb.EventsRequest(
             timestamp=_timestamp(barrier_ns), storedOnly=True))
@@ -214,6 +218,7 @@ def main():
             # Replay: the stored events to S fresh streams at once; no runtime in the way.
             request = pb.EventsRequest(timestamp=_timestamp(barrier_ns), storedOnly=True)
             cpu_before = proc_cpu_seconds(daemon.process.pid)
+            client_before = _own_cpu()
             replay_start = time.time_ns()
             replayers = [Subscriber(daemon.address, shared, request) for _ in range(args.subscribers)]
             for sub in replayers:
@@ -222,13 +227,15 @@ def main():
                 sub.join(120)
             replay_end = max(sub.received[-1][3] for sub in replayers if sub.received)
             cpu = proc_cpu_seconds(daemon.process.pid) - cpu_before
+            client_cpu = _own_cpu() - client_before
             got = sum(len(sub.received) for sub in replayers)
             complete = sum(1 for sub in replayers if [e[:3] for e in sub.received] ==
                            [e[:3] for e in reference.received])
             seconds = (replay_end - replay_start) / 1e9
             print(f"\nreplay: {got} deliveries to {args.subscribers} fresh subscribers in {seconds:.2f}s: "
                   f"{got / seconds:.0f} events/sec; {complete} of {args.subscribers} complete and in order; "
-                  f"daemon CPU {cpu:.2f}s", flush=True)
+                  f"daemon CPU {cpu:.2f}s ({cpu / got * 1e6:.0f} us per delivery), this client "
+                  f"{client_cpu:.2f}s", flush=True)
             subscribers = replayers
 
         killed, teardown = kill_all_containers(daemon.stub)
@@ -244,6 +251,11 @@ def main():
     print(f"events/sec {delivered_rate:.0f} delivered to {args.subscribers} subscribers, "
           f"worst latency {latencies[-1] * 1000:.0f}ms, lost {lost} "
           f"(produced {produced_rate:.0f}/s by pause/resume)")
+
+
+def _own_cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _timestamp(ns):

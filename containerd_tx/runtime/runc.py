@@ -188,7 +188,9 @@ class RuncRuntime:
         message = _last_log_error(log_file) or (result.stderr or b"").decode(errors="replace").strip()
         if not message:
             message = f"exit status {result.status}"
-        return f"{self.name} {_subcommand(argv)} failed: {message}"
+        prefix = f"{self.name} {_subcommand(argv)} failed: "
+        # runc's own message often starts with the same words.
+        return message if message.startswith(prefix) else prefix + message
 
     # Everything else: output captured.
 

@@ -7,7 +7,7 @@ import os
 
 from twisted.logger import Logger
 
-from containerd_tx.model import CREATING
+from containerd_tx.model import CREATING, INIT
 
 log = Logger()
 
@@ -42,8 +42,11 @@ class Recovery:
                     if lost is not None:
                         exits.append(lost)
             if container.status == CREATING:
-                if container.init.system_pid:
-                    self._started(container, container.init.system_pid)
+                # The init's record may be gone: never written (killed between the two records) or dropped
+                # just above as a process that never started.
+                init = container.processes.get(INIT)
+                if init is not None and init.system_pid:
+                    self._started(container, init.system_pid)
                 else:
                     log.warn("container {id} was being created when the daemon stopped: removing it",
                              id=container.id)

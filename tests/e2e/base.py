@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -98,10 +99,24 @@ class LineReader:
                 return line
 
 
+#: Container ids the tests use, as attributes (C{self.box}): each test gets them with its own suffix.
+NAMES = ("box", "busy", "cat", "clone", "five", "origin", "shortlived", "sleeper", "talker", "trapper", "ttybox",
+         "web")
+
+
 class CtrTestCase(TestCase):
-    """A real daemon, a busybox rootfs, and ctr as a subprocess."""
+    """
+    A real daemon, a busybox rootfs, and ctr as a subprocess.
+
+    Container ids are unique to the test (C{self.box} is C{box-<6 hex digits>}): runc puts a container
+    whose bundle names no cgroupsPath in the cgroups C{/<id>}, which another daemon's container of the
+    same id (another suite running at the same time) would share.
+    """
 
     def setUp(self):
+        suffix = secrets.token_hex(3)
+        for name in NAMES:
+            setattr(self, name, f"{name}-{suffix}")
         self.daemon = Daemon.for_test(self)
         self.rootfs = bundles.make_rootfs(os.path.join(self.daemon.workdir, "rootfs"))
         self._bundles = 0

@@ -54,13 +54,13 @@ class AttachTests(CtrTestCase):
 
     def test_output_streams_and_exit_status(self):
         bundle = self.bundle("sh", "-c", "echo hello; echo oops >&2; exit 3")
-        done = self.ctr("containers", "start", "--attach", "talker", bundle)
+        done = self.ctr("containers", "start", "--attach", self.talker, bundle)
         self.assertEqual((done.returncode, done.stdout, done.stderr), (3, "hello\n", "oops\n"))
-        self.assertNotIn("talker", self.listed())
+        self.assertNotIn(self.talker, self.listed())
 
     def test_stdin_piped(self):
         bundle = self.bundle("cat")
-        done = self.ctr("containers", "start", "-a", "cat", bundle, input=b"data\n")
+        done = self.ctr("containers", "start", "-a", self.cat, bundle, input=b"data\n")
         self.assertEqual((done.returncode, done.stdout, done.stderr), (0, "data\n", ""))
 
 
@@ -69,35 +69,35 @@ class ListAndKillTests(CtrTestCase):
     def test_start_detached_then_list(self):
         bundle = self.bundle(*SLEEPER)
         started = time.monotonic()
-        self.assertEqual(self.ctr_ok("containers", "start", "sleeper", bundle), "")
+        self.assertEqual(self.ctr_ok("containers", "start", self.sleeper, bundle), "")
         self.assertLess(time.monotonic() - started, 15)
         lines = self.ctr_ok("containers").splitlines()
         self.assertEqual(lines[0].split(), ["ID", "PATH", "STATUS", "PID1"])
         [row] = [line.split() for line in lines[1:]]
-        self.assertEqual(row[:3], ["sleeper", bundle, "running"])
+        self.assertEqual(row[:3], [self.sleeper, bundle, "running"])
         pid = int(row[3])
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             self.assertEqual(f.read().split(b"\0")[:2], [b"sleep", b"1000"])
-        self.assertEqual(self.ctr_ok("containers", "list", "-q"), "sleeper\n")
+        self.assertEqual(self.ctr_ok("containers", "list", "-q"), self.sleeper + "\n")
         [data] = json.loads(self.ctr_ok("containers", "--format", "json"))
         self.assertEqual((data["id"], data["bundlePath"], data["status"], data["pid1"]),
-                         ("sleeper", bundle, "running", pid))
+                         (self.sleeper, bundle, "running", pid))
         self.assertEqual([p["pid"] for p in data["processes"]], ["init"])
 
     def test_kill_default_term(self):
         since = now_stamp()
-        self.start("trapper", *TRAPPER)
-        pid = self.pid1("trapper")
+        self.start(self.trapper, *TRAPPER)
+        pid = self.pid1(self.trapper)
         wait_for(lambda: os.path.exists(f"/proc/{pid}/root/tmp/trapped"), message="the TERM trap to be set")
-        self.ctr_ok("containers", "kill", "trapper")
-        self.assertEqual(self.wait_exit(since, "trapper")["status"], 0)
-        wait_for(lambda: "trapper" not in self.listed(), message="trapper to leave the list")
+        self.ctr_ok("containers", "kill", self.trapper)
+        self.assertEqual(self.wait_exit(since, self.trapper)["status"], 0)
+        wait_for(lambda: self.trapper not in self.listed(), message="trapper to leave the list")
 
     def test_kill_by_signal_name(self):
         since = now_stamp()
-        self.start("sleeper", *SLEEPER)
-        self.ctr_ok("containers", "kill", "-s", "KILL", "sleeper")
-        self.assertEqual(self.wait_exit(since, "sleeper")["status"], 137)
+        self.start(self.sleeper, *SLEEPER)
+        self.ctr_ok("containers", "kill", "-s", "KILL", self.sleeper)
+        self.assertEqual(self.wait_exit(since, self.sleeper)["status"], 137)
 
     def test_kill_unknown(self):
         done = self.ctr("containers", "kill", "ghost")
@@ -111,42 +111,43 @@ class EventsTests(CtrTestCase):
         """ctr events in the background prints the start and the exit of a container as JSON lines."""
         _, lines = self.ctr_background("events", "--since", now_stamp(), "--format", "json")
         bundle = self.bundle("sh", "-c", "exit 2")
-        self.ctr_ok("containers", "start", "shortlived", bundle)
-        started = json.loads(lines.next_matching(lambda line: '"shortlived"' in line))
+        self.ctr_ok("containers", "start", self.shortlived, bundle)
+        started = json.loads(lines.next_matching(lambda line: f'"{self.shortlived}"' in line))
         self.assertEqual((started["type"], started["pid"]), ("start-container", "init"))
         exited = json.loads(lines.next_matching(lambda line: '"exit"' in line))
-        self.assertEqual((exited["id"], exited["pid"], exited["status"]), ("shortlived", "init", 2))
+        self.assertEqual((exited["id"], exited["pid"], exited["status"]), (self.shortlived, "init", 2))
         self.assertGreater(exited["timestamp_ns"], started["timestamp_ns"])
 
     def test_stored_only_replay(self):
         since = now_stamp()
-        self.assertEqual(self.ctr("containers", "start", "-a", "five", self.bundle("sh", "-c", "exit 5")).returncode, 5)
+        bundle = self.bundle("sh", "-c", "exit 5")
+        self.assertEqual(self.ctr("containers", "start", "-a", self.five, bundle).returncode, 5)
         events = self.stored_events(since)
         self.assertEqual([(e["type"], e["id"], e["pid"]) for e in events],
-                         [("start-container", "five", "init"), ("exit", "five", "init")])
+                         [("start-container", self.five, "init"), ("exit", self.five, "init")])
         self.assertEqual(events[1]["status"], 5)
         # Resuming after the first event's timestamp gives the rest only.
         rest = self.stored_events(events[0]["timestamp"])
         self.assertEqual([e["type"] for e in rest], ["exit"])
         table = self.ctr_ok("events", "--since", since, "--stored-only").splitlines()
         self.assertEqual(table[0].split(), ["TIME", "TYPE", "ID", "PID", "STATUS"])
-        self.assertEqual(table[2].split()[1:], ["exit", "five", "init", "5"])
+        self.assertEqual(table[2].split()[1:], ["exit", self.five, "init", "5"])
 
 
 class StateTests(CtrTestCase):
 
     def test_state(self):
-        bundle = self.start("sleeper", *SLEEPER)
+        bundle = self.start(self.sleeper, *SLEEPER)
         lines = self.ctr_ok("state").splitlines()
         self.assertRegex(lines[0], r"^CPUS: [1-9]\d*$")
         self.assertRegex(lines[1], r"^MEMORY: [\d.]+ [KMGT]iB$")
         self.assertEqual(lines[3].split(), ["ID", "PATH", "STATUS", "PID1"])
-        self.assertEqual(lines[4].split()[:3], ["sleeper", bundle, "running"])
+        self.assertEqual(lines[4].split()[:3], [self.sleeper, bundle, "running"])
         self.assertEqual(lines[5].split(), ["PID", "SYSTEMPID", "ARGS"])
         self.assertEqual(lines[6].split()[0::2], ["init", "sleep"])
         data = json.loads(self.ctr_ok("state", "--format", "json"))
         self.assertGreater(data["machine"]["cpus"], 0)
-        self.assertEqual([c["id"] for c in data["containers"]], ["sleeper"])
+        self.assertEqual([c["id"] for c in data["containers"]], [self.sleeper])
         self.assertEqual(str(data["containers"][0]["pid1"]), lines[4].split()[3])
 
 
@@ -165,8 +166,8 @@ class CompletionTests(CtrTestCase):
         self.assertIn("ctr", done.stdout)
 
     def test_container_ids_complete(self):
-        self.start("web", *SLEEPER)
+        self.start(self.web, *SLEEPER)
         env = ctr_env(CONTAINERD_ADDRESS=self.daemon.address, _CTR_COMPLETE="bash_complete",
                       COMP_WORDS="ctr containers kill w", COMP_CWORD="3")
         done = subprocess.run([self.script], capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
-        self.assertEqual((done.returncode, done.stdout.split(), done.stderr), (0, ["plain,web"], ""))
+        self.assertEqual((done.returncode, done.stdout.split(), done.stderr), (0, [f"plain,{self.web}"], ""))

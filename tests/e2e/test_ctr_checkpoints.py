@@ -53,51 +53,55 @@ class CheckpointTests(CtrTestCase):
         self.directory = os.path.join(self.daemon.workdir, "checkpoints")
 
     def test_create_list_restore_delete(self):
-        bundle = self.start("origin", *COUNTER)
-        pid = self.pid1("origin")
+        bundle = self.start(self.origin, *COUNTER)
+        pid = self.pid1(self.origin)
         wait_for(lambda: read_counter(pid) >= 3, message="the counter to reach 3")
-        self.assertEqual(self.ctr_ok("checkpoints", "create", "--checkpoint-dir", self.directory, "origin", "snap"), "")
+        done = self.ctr_ok("checkpoints", "create", "--checkpoint-dir", self.directory, self.origin, "snap")
+        self.assertEqual(done, "")
         before = read_counter(pid)
         self.ctr_ok("checkpoints", "create", "--tcp", "--unix-sockets", "--checkpoint-dir", self.directory,
-                    "origin", "withopts")
-        self.assertEqual(self.listed()["origin"]["status"], "running")  # a checkpoint without --exit keeps it
+                    self.origin, "withopts")
+        self.assertEqual(self.listed()[self.origin]["status"], "running")  # a checkpoint without --exit keeps it
 
-        table = self.ctr_ok("checkpoints", "list", "--checkpoint-dir", self.directory, "origin").splitlines()
+        table = self.ctr_ok("checkpoints", "list", "--checkpoint-dir", self.directory, self.origin).splitlines()
         self.assertEqual(table, [
             "NAME       TCP     UNIX SOCKETS   SHELL",
             "snap       false   false          false",
             "withopts   true    true           false",
         ])
-        self.assertEqual(self.ctr_ok("checkpoints", "--checkpoint-dir", self.directory, "origin").splitlines(), table)
+        shorthand = self.ctr_ok("checkpoints", "--checkpoint-dir", self.directory, self.origin)
+        self.assertEqual(shorthand.splitlines(), table)
         listed = json.loads(self.ctr_ok("checkpoints", "list", "-o", "json", "--checkpoint-dir", self.directory,
-                                        "origin"))
+                                        self.origin))
         self.assertEqual([(c["name"], c["tcp"], c["unixSockets"], c["shell"], c["exit"]) for c in listed],
                          [("snap", False, False, False, False), ("withopts", True, True, False, False)])
 
         # Restore as a clone, next to the original.
         self.assertEqual(self.ctr_ok("containers", "start", "--checkpoint", "snap", "--checkpoint-dir", self.directory,
-                                     "clone", bundle), "")
+                                     self.clone, bundle), "")
         containers = self.listed()
-        self.assertEqual({c["id"]: c["status"] for c in containers.values()}, {"origin": "running", "clone": "running"})
-        clone_pid = containers["clone"]["pid1"]
+        self.assertEqual({c["id"]: c["status"] for c in containers.values()},
+                         {self.origin: "running", self.clone: "running"})
+        clone_pid = containers[self.clone]["pid1"]
         value = read_counter(clone_pid)
         self.assertGreaterEqual(value, before - 1)
         wait_for(lambda: read_counter(clone_pid) > value + 2, message="the clone to count on")
 
-        self.assertEqual(self.ctr_ok("checkpoints", "delete", "--checkpoint-dir", self.directory, "origin", "snap"), "")
+        done = self.ctr_ok("checkpoints", "delete", "--checkpoint-dir", self.directory, self.origin, "snap")
+        self.assertEqual(done, "")
         self.assertEqual([c["name"] for c in json.loads(self.ctr_ok(
-            "checkpoints", "-o", "json", "--checkpoint-dir", self.directory, "origin"))], ["withopts"])
+            "checkpoints", "-o", "json", "--checkpoint-dir", self.directory, self.origin))], ["withopts"])
         self.assertFalse(os.path.exists(os.path.join(self.directory, "snap")))
-        gone = self.ctr("checkpoints", "delete", "--checkpoint-dir", self.directory, "origin", "snap")
+        gone = self.ctr("checkpoints", "delete", "--checkpoint-dir", self.directory, self.origin, "snap")
         self.assertEqual(gone.returncode, 1)
         self.assertRegex(gone.stderr, r"^ctr: [^\n]*snap[^\n]*\n$")
 
     def test_exit_and_default_directory(self):
         """--exit stops the container; without --checkpoint-dir the checkpoint is in BUNDLE/checkpoints."""
-        bundle = self.start("origin", *COUNTER)
-        read_counter(self.pid1("origin"))
-        self.ctr_ok("checkpoints", "create", "--exit", "origin", "last")
-        wait_for(lambda: "origin" not in self.listed(), message="origin to stop after --exit")
+        bundle = self.start(self.origin, *COUNTER)
+        read_counter(self.pid1(self.origin))
+        self.ctr_ok("checkpoints", "create", "--exit", self.origin, "last")
+        wait_for(lambda: self.origin not in self.listed(), message="origin to stop after --exit")
         self.assertTrue(os.path.isdir(os.path.join(bundle, "checkpoints", "last")))
-        self.ctr_ok("containers", "start", "-c", "last", "origin", bundle)
-        read_counter(self.pid1("origin"))
+        self.ctr_ok("containers", "start", "-c", "last", self.origin, bundle)
+        read_counter(self.pid1(self.origin))

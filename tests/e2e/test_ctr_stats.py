@@ -15,20 +15,20 @@ class StatsTests(CtrTestCase):
 
     def setUp(self):
         super().setUp()
-        self.start("busy", *BUSY)
-        probe = self.ctr("containers", "stats", "--no-stream", "--format", "json", "busy")
+        self.start(self.busy, *BUSY)
+        probe = self.ctr("containers", "stats", "--no-stream", "--format", "json", self.busy)
         if "UNIMPLEMENTED" in probe.stderr:
             raise SkipTest("Stats not served yet")
         self.assertEqual((probe.returncode, probe.stderr), (0, ""), probe.stdout)
         self.sample = json.loads(probe.stdout)
 
     def test_table(self):
-        lines = self.ctr_ok("containers", "stats", "--no-stream", "busy").splitlines()
+        lines = self.ctr_ok("containers", "stats", "--no-stream", self.busy).splitlines()
         self.assertEqual(len(lines), 2, lines)
         self.assertEqual([h.strip() for h in lines[0].split("   ") if h.strip()],
                          ["CONTAINER", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"])
         cells = [c.strip() for c in lines[1].split("   ") if c.strip()]
-        self.assertEqual(cells[0], "busy")
+        self.assertEqual(cells[0], self.busy)
         cpu = float(cells[1].rstrip("%"))
         self.assertGreater(cpu, 5.0)  # a busy loop: up to a whole cpu, less on a machine busy with other work
         self.assertRegex(cells[2], r"^[\d.]+ [KMG]?i?B / [\d.]+ [KMGT]?i?B$")
@@ -38,7 +38,7 @@ class StatsTests(CtrTestCase):
 
     def test_json(self):
         data = self.sample
-        self.assertEqual(data["id"], "busy")
+        self.assertEqual(data["id"], self.busy)
         self.assertGreater(data["cpu_percent"], 5.0)
         self.assertGreater(data["cpu"]["total_usage"], 0)
         self.assertGreater(data["cpu"]["system_usage"], 0)
@@ -48,7 +48,7 @@ class StatsTests(CtrTestCase):
         self.assertGreater(data["timestamp_ns"], 0)
 
     def test_stream_and_unknown(self):
-        process, lines = self.ctr_background("containers", "stats", "--format", "json", "busy")
+        process, lines = self.ctr_background("containers", "stats", "--format", "json", self.busy)
         first = json.loads(lines.next_matching(lambda line: line.startswith("{")))
         second = json.loads(lines.next_matching(lambda line: line.startswith("{")))
         self.assertGreater(second["timestamp_ns"], first["timestamp_ns"])

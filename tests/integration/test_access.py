@@ -114,7 +114,9 @@ class SocketAccessTests(TestCase):
         self.assertEqual(oct(stat.S_IMODE(os.stat(daemon.state_dir).st_mode)), oct(0o700))
         # Nothing in the state dir is writable by others, and the records are not readable by them.
         rootfs = bundles_rootfs(daemon)
-        daemon.stub.CreateContainer(create_request("c1", make_sleeper(daemon, rootfs)), timeout=60)
+        # A unique id: runc's cgroup is /<id> whatever the daemon, so ids must not collide with other tests.
+        c1 = f"c1-{os.urandom(3).hex()}"
+        daemon.stub.CreateContainer(create_request(c1, make_sleeper(daemon, rootfs)), timeout=60)
         loose = []
         for directory, dirs, files in os.walk(daemon.state_dir):
             for name in dirs + files:
@@ -125,13 +127,13 @@ class SocketAccessTests(TestCase):
                 if mode & 0o002:
                     loose.append(f"{path} {oct(mode)} world-writable")
         self.assertEqual(loose, [])
-        for path in ("containers", "containers/c1", "runtime", "sockets"):
+        for path in ("containers", f"containers/{c1}", "runtime", "sockets"):
             mode = stat.S_IMODE(os.stat(os.path.join(daemon.state_dir, path)).st_mode)
             self.assertEqual(mode & 0o077, 0, f"{path} is {oct(mode)}")
-        for path in ("events.log", "containers/c1/container.json", "containers/c1/process-init.json"):
+        for path in ("events.log", f"containers/{c1}/container.json", f"containers/{c1}/process-init.json"):
             mode = stat.S_IMODE(os.stat(os.path.join(daemon.state_dir, path)).st_mode)
             self.assertEqual(mode & 0o077, 0, f"{path} is {oct(mode)}")
-        daemon.stub.Signal(pb.SignalRequest(id="c1", pid="init", signal=9), timeout=10)
+        daemon.stub.Signal(pb.SignalRequest(id=c1, pid="init", signal=9), timeout=10)
 
     def test_group_option_sets_socket_group(self):
         name = _unique("ctxg")
@@ -200,7 +202,9 @@ class ContainmentTests(LifecycleTestCase):
 
     def setUp(self):
         super().setUp()
-        self.keeper = self.start("keeper", "sleep", "1000")
+        self.token = os.urandom(3).hex()
+        self.kid = f"keeper-{self.token}"
+        self.keeper = self.start(self.kid, "sleep", "1000")
         self.good_bundle = self.bundle("sleep", "1000")
 
     def assertInvalid(self, call, request, words):
@@ -215,14 +219,14 @@ class ContainmentTests(LifecycleTestCase):
         outside = os.path.join(self.daemon.workdir, "outside")
         for relative in ("relative/dir", "../escape", ".", "checkpoints"):
             self.assertInvalid(stub.CreateCheckpoint, pb.CreateCheckpointRequest(
-                id="keeper", checkpoint=pb.Checkpoint(name="cp"), checkpointDir=relative), "checkpointDir")
-            self.assertInvalid(stub.ListCheckpoint, pb.ListCheckpointRequest(id="keeper", checkpointDir=relative),
+                id=self.kid, checkpoint=pb.Checkpoint(name="cp"), checkpointDir=relative), "checkpointDir")
+            self.assertInvalid(stub.ListCheckpoint, pb.ListCheckpointRequest(id=self.kid, checkpointDir=relative),
                                "checkpointDir")
             self.assertInvalid(stub.DeleteCheckpoint, pb.DeleteCheckpointRequest(
-                id="keeper", name="cp", checkpointDir=relative), "checkpointDir")
+                id=self.kid, name="cp", checkpointDir=relative), "checkpointDir")
             self.assertInvalid(stub.CreateContainer, create_request(
                 "restored", self.good_bundle, checkpoint="cp", checkpointDir=relative), "checkpointDir")
-        self.assertInvalid(stub.ListCheckpoint, pb.ListCheckpointRequest(id="keeper", checkpointDir="/a\0b"),
+        self.assertInvalid(stub.ListCheckpoint, pb.ListCheckpointRequest(id=self.kid, checkpointDir="/a\0b"),
                            "checkpointDir")
         # Nothing was made relative to the daemon's working directory (its workdir) or the bundle.
         for path in ("relative", "escape", "checkpoints", "cp"):
@@ -234,16 +238,17 @@ class ContainmentTests(LifecycleTestCase):
         stub = self.daemon.stub
         checkpoints = os.path.join(self.daemon.workdir, "cps")
         os.mkdir(checkpoints)
-        for bad in ("../keeper", "../../etc", "a/../../b", "/etc", "..", "."):
+        for bad in (f"../{self.kid}", "../../etc", "a/../../b", "/etc", "..", "."):
             self.assertInvalid(stub.CreateContainer, create_request(bad, self.good_bundle), "container id")
-            self.assertInvalid(stub.Signal, pb.SignalRequest(id="keeper", pid=bad, signal=9), "process id")
+            self.assertInvalid(stub.Signal, pb.SignalRequest(id=self.kid, pid=bad, signal=9), "process id")
             self.assertInvalid(stub.CreateCheckpoint, pb.CreateCheckpointRequest(
-                id="keeper", checkpoint=pb.Checkpoint(name=bad), checkpointDir=checkpoints), "checkpoint name")
+                id=self.kid, checkpoint=pb.Checkpoint(name=bad), checkpointDir=checkpoints), "checkpoint name")
             self.assertInvalid(stub.DeleteCheckpoint, pb.DeleteCheckpointRequest(
-                id="keeper", name=bad, checkpointDir=checkpoints), "checkpoint name")
+                id=self.kid, name=bad, checkpointDir=checkpoints), "checkpoint name")
         self.assertEqual(os.listdir(checkpoints), [])
-        self.assertEqual(sorted(os.listdir(os.path.join(self.daemon.state_dir, "containers"))), ["keeper"])
+        self.assertEqual(sorted(os.listdir(os.path.join(self.daemon.state_dir, "containers"))), [self.kid])
         # Dots inside an id are fine and stay inside containers/.
-        self.start("a..b", "sh", "-c", "exit 0")
-        self.assertEqual(self.events.wait("exit", "a..b", "init").status, 0)
-        self.assertFalse(os.path.lexists(os.path.join(self.daemon.state_dir, "a..b")))
+        dots = f"a..b-{self.token}"
+        self.start(dots, "sh", "-c", "exit 0")
+        self.assertEqual(self.events.wait("exit", dots, "init").status, 0)
+        self.assertFalse(os.path.lexists(os.path.join(self.daemon.state_dir, dots)))

@@ -62,18 +62,22 @@ def _events(stub):
 
 class BadInputTestCase(LifecycleTestCase):
     """
-    A daemon with one running container ("keeper") that nothing here may disturb, and a table runner.
+    A daemon with one running container (self.kid) that nothing here may disturb, and a table runner.
     """
 
     def setUp(self):
         super().setUp()
-        self.keeper = self.start("keeper", "sleep", "1000")
+        # Unique ids: runc puts a container in the cgroup /<id> whatever its --root, so two daemons on one host
+        # (tests running side by side) that use the same id share (and pause, and delete) the same cgroups.
+        self.token = os.urandom(3).hex()
+        self.kid = f"keeper-{self.token}"
+        self.keeper = self.start(self.kid, "sleep", "1000")
         self.good_bundle = self.bundle("sleep", "1000")
         self.scratch = os.path.join(self.daemon.workdir, "scratch")
         os.mkdir(self.scratch)
         self.state_listing = sorted(os.listdir(self.daemon.state_dir))
         self.workdir_listing = sorted(os.listdir(self.daemon.workdir))
-        self.expected_containers = {"keeper"}
+        self.expected_containers = {self.kid}
         # Cleanups run last-in first-out: this one runs before the daemon is torn down.
         self.addCleanup(self._check_unharmed)
 
@@ -81,7 +85,7 @@ class BadInputTestCase(LifecycleTestCase):
         self.assertEqual(self.daemon.health(), health_pb2.HealthCheckResponse.SERVING)
         version = self.daemon.stub.GetServerVersion(pb.GetServerVersionRequest(), timeout=10)
         self.assertTrue(version.revision or version.major or version.minor or version.patch)
-        state = self.daemon.stub.State(pb.StateRequest(id="keeper"), timeout=10)
+        state = self.daemon.stub.State(pb.StateRequest(id=self.kid), timeout=10)
         (keeper,) = state.containers
         self.assertEqual(keeper.status, "running")
         self.assertEqual(keeper.processes[0].systemPid, self.keeper.processes[0].systemPid)
@@ -99,7 +103,7 @@ class BadInputTestCase(LifecycleTestCase):
         self.assertFalse(os.path.lexists(os.path.join(self.daemon.state_dir, "x")))
         self.assertFalse(os.path.lexists(os.path.join(self.daemon.state_dir, "runtime", "x")))
         # keeper saw no pause, resume, exec or exit.
-        self.assertEqual([e.type for e in self.events.matching(id="keeper")], ["start-container"])
+        self.assertEqual([e.type for e in self.events.matching(id=self.kid)], ["start-container"])
         # Every refusal was deliberate: no handler fell through to "unexpected error" with a traceback.
         log = self.daemon.log_text()
         self.assertNotIn("Traceback", log)
@@ -194,19 +198,19 @@ class IdTests(BadInputTestCase):
         cases = []
         for label, bad in BAD_IDS:
             cases += [
-                (f"Signal pid {label}", stub.Signal, pb.SignalRequest(id="keeper", pid=bad, signal=9),
+                (f"Signal pid {label}", stub.Signal, pb.SignalRequest(id=self.kid, pid=bad, signal=9),
                  INVALID, "process id"),
                 (f"AddProcess pid {label}", stub.AddProcess,
-                 pb.AddProcessRequest(id="keeper", pid=bad, args=["true"]), INVALID, "process id"),
+                 pb.AddProcessRequest(id=self.kid, pid=bad, args=["true"]), INVALID, "process id"),
                 (f"UpdateProcess pid {label}", stub.UpdateProcess,
-                 pb.UpdateProcessRequest(id="keeper", pid=bad, closeStdin=True), INVALID, "process id"),
+                 pb.UpdateProcessRequest(id=self.kid, pid=bad, closeStdin=True), INVALID, "process id"),
             ]
             if bad:  # UpdateContainer's pid is optional
                 cases.append((f"UpdateContainer pid {label}", stub.UpdateContainer,
-                              pb.UpdateContainerRequest(id="keeper", pid=bad, status="running"), INVALID,
+                              pb.UpdateContainerRequest(id=self.kid, pid=bad, status="running"), INVALID,
                               "process id"))
         self.run_table(cases)
-        records = os.listdir(os.path.join(self.daemon.state_dir, "containers", "keeper"))
+        records = os.listdir(os.path.join(self.daemon.state_dir, "containers", self.kid))
         self.assertEqual([n for n in records if n.startswith(("process-", "exec-", "pid-"))
                           and n not in ("process-init.json", "pid-init")], [])
 
@@ -216,10 +220,10 @@ class IdTests(BadInputTestCase):
         for label, bad in BAD_IDS:
             cases += [
                 (f"CreateCheckpoint name {label}", stub.CreateCheckpoint,
-                 pb.CreateCheckpointRequest(id="keeper", checkpoint=pb.Checkpoint(name=bad)), INVALID,
+                 pb.CreateCheckpointRequest(id=self.kid, checkpoint=pb.Checkpoint(name=bad)), INVALID,
                  "checkpoint name"),
                 (f"DeleteCheckpoint name {label}", stub.DeleteCheckpoint,
-                 pb.DeleteCheckpointRequest(id="keeper", name=bad), INVALID, "checkpoint name"),
+                 pb.DeleteCheckpointRequest(id=self.kid, name=bad), INVALID, "checkpoint name"),
             ]
             if bad:  # no checkpoint: a fresh start
                 cases.append((f"CreateContainer checkpoint {label}", stub.CreateContainer,
@@ -287,7 +291,7 @@ class SignalTests(BadInputTestCase):
 
     def test_bad_signal_numbers(self):
         stub = self.daemon.stub
-        cases = [(f"Signal {number}", stub.Signal, pb.SignalRequest(id="keeper", pid="init", signal=number),
+        cases = [(f"Signal {number}", stub.Signal, pb.SignalRequest(id=self.kid, pid="init", signal=number),
                   INVALID, "signal") for number in (0, 65, 999, 2 ** 31, 2 ** 32 - 1)]
         # An unknown container is still NOT_FOUND only for a valid signal; a bad signal is refused first.
         cases += [(f"Signal ghost {number}", stub.Signal, pb.SignalRequest(id="ghost", pid="init", signal=number),
@@ -324,30 +328,30 @@ class UnknownTests(BadInputTestCase):
     def test_unknown_process_and_checkpoint(self):
         stub = self.daemon.stub
         self.run_table([
-            ("Signal unknown process", stub.Signal, pb.SignalRequest(id="keeper", pid="ghost", signal=9),
+            ("Signal unknown process", stub.Signal, pb.SignalRequest(id=self.kid, pid="ghost", signal=9),
              NOT_FOUND, "ghost"),
             ("UpdateProcess unknown process", stub.UpdateProcess,
-             pb.UpdateProcessRequest(id="keeper", pid="ghost", closeStdin=True), NOT_FOUND, "ghost"),
+             pb.UpdateProcessRequest(id=self.kid, pid="ghost", closeStdin=True), NOT_FOUND, "ghost"),
             ("UpdateProcess resize unknown process", stub.UpdateProcess,
-             pb.UpdateProcessRequest(id="keeper", pid="ghost", width=80, height=24), NOT_FOUND, "ghost"),
+             pb.UpdateProcessRequest(id=self.kid, pid="ghost", width=80, height=24), NOT_FOUND, "ghost"),
             ("DeleteCheckpoint unknown checkpoint", stub.DeleteCheckpoint,
-             pb.DeleteCheckpointRequest(id="keeper", name="ghost"), NOT_FOUND, "ghost"),
+             pb.DeleteCheckpointRequest(id=self.kid, name="ghost"), NOT_FOUND, "ghost"),
             ("CreateContainer from unknown checkpoint", stub.CreateContainer,
              create_request("restored", self.good_bundle, checkpoint="ghost"), NOT_FOUND, "ghost"),
         ])
-        self.assertEqual(stub.ListCheckpoint(pb.ListCheckpointRequest(id="keeper"), timeout=10).checkpoints, [])
+        self.assertEqual(stub.ListCheckpoint(pb.ListCheckpointRequest(id=self.kid), timeout=10).checkpoints, [])
 
     def test_duplicates_and_state_preconditions(self):
         stub = self.daemon.stub
         self.run_table([
-            ("CreateContainer duplicate id", stub.CreateContainer, create_request("keeper", self.good_bundle),
+            ("CreateContainer duplicate id", stub.CreateContainer, create_request(self.kid, self.good_bundle),
              EXISTS, "already exists"),
-            ("AddProcess pid init", stub.AddProcess, pb.AddProcessRequest(id="keeper", pid="init", args=["true"]),
+            ("AddProcess pid init", stub.AddProcess, pb.AddProcessRequest(id=self.kid, pid="init", args=["true"]),
              EXISTS, "already exists"),
             ("resume a running container", stub.UpdateContainer,
-             pb.UpdateContainerRequest(id="keeper", status="running"), PRECONDITION, "running"),
+             pb.UpdateContainerRequest(id=self.kid, status="running"), PRECONDITION, "running"),
             ("resize a process without a terminal", stub.UpdateProcess,
-             pb.UpdateProcessRequest(id="keeper", pid="init", width=80, height=24), PRECONDITION, "terminal"),
+             pb.UpdateProcessRequest(id=self.kid, pid="init", width=80, height=24), PRECONDITION, "terminal"),
         ])
 
 
@@ -357,30 +361,30 @@ class MalformedRequestTests(BadInputTestCase):
         stub = self.daemon.stub
         resources = pb.UpdateResource
         self.run_table([
-            ("AddProcess no args", stub.AddProcess, pb.AddProcessRequest(id="keeper", pid="p1"), INVALID, "args"),
+            ("AddProcess no args", stub.AddProcess, pb.AddProcessRequest(id=self.kid, pid="p1"), INVALID, "args"),
             ("AddProcess 1025 env", stub.AddProcess,
-             pb.AddProcessRequest(id="keeper", pid="p1", args=["true"], env=["A=b"] * 1025), INVALID, "env"),
+             pb.AddProcessRequest(id=self.kid, pid="p1", args=["true"], env=["A=b"] * 1025), INVALID, "env"),
             ("AddProcess NUL in args", stub.AddProcess,
-             pb.AddProcessRequest(id="keeper", pid="p1", args=["tr\0ue"]), INVALID, "args"),
+             pb.AddProcessRequest(id=self.kid, pid="p1", args=["tr\0ue"]), INVALID, "args"),
             ("UpdateProcess width without height", stub.UpdateProcess,
-             pb.UpdateProcessRequest(id="keeper", pid="init", width=80), INVALID, "height"),
+             pb.UpdateProcessRequest(id=self.kid, pid="init", width=80), INVALID, "height"),
             ("UpdateProcess huge size", stub.UpdateProcess,
-             pb.UpdateProcessRequest(id="keeper", pid="init", width=70000, height=70000), INVALID, "65535"),
-            ("UpdateContainer nothing", stub.UpdateContainer, pb.UpdateContainerRequest(id="keeper"), INVALID,
+             pb.UpdateProcessRequest(id=self.kid, pid="init", width=70000, height=70000), INVALID, "65535"),
+            ("UpdateContainer nothing", stub.UpdateContainer, pb.UpdateContainerRequest(id=self.kid), INVALID,
              "nothing to update"),
             ("UpdateContainer bad status", stub.UpdateContainer,
-             pb.UpdateContainerRequest(id="keeper", status="frozen"), INVALID, "status"),
+             pb.UpdateContainerRequest(id=self.kid, status="frozen"), INVALID, "status"),
             ("UpdateContainer cpuShares 1", stub.UpdateContainer,
-             pb.UpdateContainerRequest(id="keeper", resources=resources(cpuShares=1)), INVALID, "cpuShares"),
+             pb.UpdateContainerRequest(id=self.kid, resources=resources(cpuShares=1)), INVALID, "cpuShares"),
             ("UpdateContainer memory 1 byte", stub.UpdateContainer,
-             pb.UpdateContainerRequest(id="keeper", resources=resources(memoryLimit=1)), INVALID, "memoryLimit"),
+             pb.UpdateContainerRequest(id=self.kid, resources=resources(memoryLimit=1)), INVALID, "memoryLimit"),
             ("UpdateContainer negative memory", stub.UpdateContainer,
-             pb.UpdateContainerRequest(id="keeper", resources=resources(memoryLimit=2 ** 64 - 1)), INVALID,
+             pb.UpdateContainerRequest(id=self.kid, resources=resources(memoryLimit=2 ** 64 - 1)), INVALID,
              "range"),
             ("UpdateContainer cpuset garbage", stub.UpdateContainer,
-             pb.UpdateContainerRequest(id="keeper", resources=resources(cpusetCpus="abc")), INVALID, "cpuset"),
+             pb.UpdateContainerRequest(id=self.kid, resources=resources(cpusetCpus="abc")), INVALID, "cpuset"),
             ("CreateCheckpoint bad emptyNS", stub.CreateCheckpoint,
-             pb.CreateCheckpointRequest(id="keeper", checkpoint=pb.Checkpoint(name="cp", emptyNS=["bogus"])),
+             pb.CreateCheckpointRequest(id=self.kid, checkpoint=pb.Checkpoint(name="cp", emptyNS=["bogus"])),
              INVALID, "emptyNS"),
             ("CreateContainer 65 runtimeArgs", stub.CreateContainer,
              create_request("rt", self.good_bundle, runtimeArgs=["--debug"] * 65), INVALID, "runtimeArgs"),
@@ -415,7 +419,7 @@ class StdioTests(BadInputTestCase):
             cases.append((f"CreateContainer {field}={path[:60]}", stub.CreateContainer,
                           create_request("io", self.good_bundle, **{field: path}), INVALID, words))
             cases.append((f"AddProcess {field}={path[:60]}", stub.AddProcess,
-                          pb.AddProcessRequest(id="keeper", pid="io", args=["true"], **{field: path}), INVALID,
+                          pb.AddProcessRequest(id=self.kid, pid="io", args=["true"], **{field: path}), INVALID,
                           words))
         self.run_table(cases)
         # The 0444 file was not written to (nor its mode changed).
@@ -429,15 +433,16 @@ class LabelTests(BadInputTestCase):
         # The limit is 1024 labels: 1000 labels of 100 characters (100 kB) are stored and listed back.
         labels = [f"label{i:04d}=" + "v" * 90 for i in range(1000)]
         self.assertEqual({len(label) for label in labels}, {100})
-        self.expected_containers = {"keeper", "labelled"}
+        labelled = f"labelled-{self.token}"
+        self.expected_containers = {self.kid, labelled}
         created = self.daemon.stub.CreateContainer(
-            create_request("labelled", self.good_bundle, labels=labels), timeout=60).container
+            create_request(labelled, self.good_bundle, labels=labels), timeout=60).container
         self.assertEqual(list(created.labels), labels)
-        (listed,) = self.daemon.stub.State(pb.StateRequest(id="labelled"), timeout=10).containers
+        (listed,) = self.daemon.stub.State(pb.StateRequest(id=labelled), timeout=10).containers
         self.assertEqual(list(listed.labels), labels)
-        self.daemon.stub.Signal(pb.SignalRequest(id="labelled", pid="init", signal=9), timeout=10)
-        self.assertEqual(self.events.wait("exit", "labelled", "init").status, 137)
-        self.expected_containers = {"keeper"}
+        self.daemon.stub.Signal(pb.SignalRequest(id=labelled, pid="init", signal=9), timeout=10)
+        self.assertEqual(self.events.wait("exit", labelled, "init").status, 137)
+        self.expected_containers = {self.kid}
 
     def test_too_many_or_too_long_labels(self):
         stub = self.daemon.stub
@@ -460,7 +465,7 @@ class LabelTests(BadInputTestCase):
             ("CreateContainer of 17 MiB", self.daemon.stub.CreateContainer,
              create_request("huge", self.good_bundle, labels=labels), EXHAUSTED, "larger than max"),
             ("AddProcess of 17 MiB", self.daemon.stub.AddProcess,
-             pb.AddProcessRequest(id="keeper", pid="huge", args=["true"], env=labels), EXHAUSTED,
+             pb.AddProcessRequest(id=self.kid, pid="huge", args=["true"], env=labels), EXHAUSTED,
              "larger than max"),
         ])
         self.assertLess(time.monotonic() - start, 10)
@@ -515,15 +520,16 @@ class VanishingSubscriberTests(BadInputTestCase):
         # The daemon is healthy and its event fan-out still works: a new subscriber sees a new event.
         fresh = self.daemon.stub.Events(pb.EventsRequest())
         self.addCleanup(fresh.cancel)
-        self.expected_containers = {"keeper", "after"}
-        self.start("after", "sh", "-c", "exit 3")
+        after = f"after-{self.token}"
+        self.expected_containers = {self.kid, after}
+        self.start(after, "sh", "-c", "exit 3")
         kinds = []
         for event in fresh:
             kinds.append((event.type, event.id, event.status))
             if event.type == "exit":
                 break
-        self.assertEqual(kinds, [("start-container", "after", 0), ("exit", "after", 3)])
-        self.expected_containers = {"keeper"}
+        self.assertEqual(kinds, [("start-container", after, 0), ("exit", after, 3)])
+        self.expected_containers = {self.kid}
         fresh.cancel()
         wait_for(lambda: self.subscribers() == 0, timeout=15, message="the cancelled stream to be released")
 

@@ -60,11 +60,16 @@ class SlowConsumerTests(LifecycleTestCase):
 
     def test_slow_subscriber_cut_off_fast_one_complete(self):
         stub = self.daemon.stub
+        # Unique ids: runc's cgroup is /<id> whatever the daemon, so ids shared with tests running beside this
+        # one would share (and pause, and delete) cgroups.
+        token = os.urandom(3).hex()
+        names = [f"s{i}-{token}" for i in range(SLEEPERS)]
+        s0, s1 = names[0], names[1]
         sleeper = self.bundle("sleep", "1000")
-        for i in range(SLEEPERS):
-            stub.CreateContainer(create_request(f"s{i}", sleeper), timeout=60)
-        first = self.events.wait("start-container", "s0")
-        self.events.wait("start-container", f"s{SLEEPERS - 1}")
+        for name in names:
+            stub.CreateContainer(create_request(name, sleeper), timeout=60)
+        first = self.events.wait("start-container", s0)
+        self.events.wait("start-container", names[-1])
 
         # The slow client: everything after s0's start, never read until the end.
         channel = grpc.insecure_channel(self.daemon.address, options=SMALL_WINDOW)
@@ -74,10 +79,10 @@ class SlowConsumerTests(LifecycleTestCase):
         wait_for(lambda: self.subscribers() == 2, message="the slow subscriber to be registered")
 
         started = time.monotonic()
-        statuses = {f"x{i}": (i * 37) % 101 for i in range(SHORT)}
+        statuses = {f"x{i}-{token}": (i * 37) % 101 for i in range(SHORT)}
         short_bundles = {status: self.bundle("sh", "-c", f"exit {status}") for status in set(statuses.values())}
         errors = []
-        cycles = {f"s{i}": 0 for i in range(SLEEPERS)}
+        cycles = {name: 0 for name in names}
         overflowed = threading.Event()
         stop = threading.Event()
 
@@ -107,7 +112,7 @@ class SlowConsumerTests(LifecycleTestCase):
                 time.sleep(0.2)
             stop.set()  # out of time: the workers stop, the test fails below
 
-        ids = sorted(statuses)
+        ids = sorted(statuses)  # x0, x1, x10, ...: creation order is mixed
         threads = [threading.Thread(target=guarded, args=(make_short, ids[k::6])) for k in range(6)]
         threads += [threading.Thread(target=guarded, args=(cycle, c, lambda: overflowed.is_set() or stop.is_set()))
                     for c in cycles]
@@ -154,7 +159,7 @@ class SlowConsumerTests(LifecycleTestCase):
             self.assertEqual(own, [("start-container", "init", 0), ("exit", "init", status)], container_id)
         for container_id, count in cycles.items():
             own = [e.type for e in fast if e.id == container_id]
-            if container_id != "s0":
+            if container_id != s0:
                 self.assertEqual(own[0], "start-container")
                 own = own[1:]
             self.assertEqual(own, ["pause", "resume"] * count, container_id)
@@ -178,14 +183,14 @@ class SlowConsumerTests(LifecycleTestCase):
         retained = [e for e in fast[-RETAIN:] if _stamp(e) > _stamp(got[-1])]
         self.assertEqual(len(retained), RETAIN, "fewer events after the cut-off than the log retains")
         wait_for(lambda: len(resumed.events) >= len(retained), timeout=20, message="the retained replay")
-        stub.UpdateContainer(pb.UpdateContainerRequest(id="s1", status="paused"), timeout=30)
+        stub.UpdateContainer(pb.UpdateContainerRequest(id=s1, status="paused"), timeout=30)
         wait_for(lambda: len(resumed.events) > len(retained), timeout=20, message="a live event after the replay")
         self.assertEqual([_key(e) for e in resumed.events[:len(retained)]], [_key(e) for e in retained])
         live = resumed.events[len(retained)]
-        self.assertEqual((live.type, live.id), ("pause", "s1"))
+        self.assertEqual((live.type, live.id), ("pause", s1))
         self.assertGreater(_stamp(live), _stamp(fast[-1]))
         self.assertIsNone(resumed.error)
-        self.daemon.stub.UpdateContainer(pb.UpdateContainerRequest(id="s1", status="running"), timeout=30)
+        self.daemon.stub.UpdateContainer(pb.UpdateContainerRequest(id=s1, status="running"), timeout=30)
 
         print(f"\nslow consumer: cut off after {len(got)} delivered events (queue limit {QUEUE_LIMIT}); "
               f"{overflow_at} pause/resume cycles + {SHORT} containers before the cut-off, "

@@ -1,0 +1,455 @@
+"""
+Crash consistency: the daemon is SIGKILLed at random moments while clients start and stop 100 containers,
+and restarted each time. After every restart, and at the end:
+
+  - the runtime (runc list) and the daemon (State) know the same containers, none twice;
+  - the state dir holds no torn or orphaned records (no temporary files; every containers/<id>/ has a
+    readable container.json and belongs to a container the daemon lists);
+  - every container that ran has exactly one C{exit} event with its true status, collected across the
+    restarts by resuming Events from the last timestamp seen, as a client would; a create cut short by the
+    crash (UNAVAILABLE) left either a whole container (then handled like the others) or nothing;
+  - the monitor survived every crash and has no zombie children; at the end containers/ is empty.
+
+The schedule (what each container runs, where the kills land) comes from random.Random(seed): the seed is
+printed, and CTX_CRASH_SEED=<n> replays a schedule.
+"""
+
+import json
+import os
+import queue
+import random
+import signal
+import threading
+import time
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from twisted.trial.unittest import TestCase
+
+from containerd_tx.api import containerd_pb2 as pb
+from containerd_tx.api import containerd_pb2_grpc as pb_grpc
+from tests.support import bundles, processes
+from tests.support.daemon import Daemon, create_request, wait_for
+
+DEFAULT_SEED = 7_2024
+COUNT = 100
+CREATE_THREADS = 10
+SIGNAL_THREADS = 4
+#: Everything (creates, signals, restarts, draining) must be over within this many seconds.
+BUDGET = 170
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+
+def _stamp(event):
+    return event.timestamp.seconds * 1_000_000_000 + event.timestamp.nanos
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def runtime_ids(daemon, attempts=20):
+    """The runtime's containers; `runc list` fails when a container is deleted while it lists: retry."""
+    for attempt in range(attempts):
+        try:
+            return set(daemon.runtime_containers())
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
+class Schedule:
+    """
+    What happens, drawn from one seed: each container's command and true exit status, and the kill points.
+
+    @ivar containers: id -> (kind, command args, signal to stop it or None, expected exit status).
+    @ivar create_kills: [(number of creates issued, delay in seconds)] for kills while creating.
+    @ivar signal_kills: [(fraction of the signals issued, delay)] for kills while stopping.
+    @ivar final_delay: the last kill's delay after every signal was sent (exits still being handled).
+    """
+
+    def __init__(self, seed, token):
+        rng = random.Random(seed)
+        self.containers = {}
+        for i in range(COUNT):
+            container_id = f"k{i:03d}-{token}"
+            roll = rng.random()
+            if roll < 0.6:
+                status = rng.randint(0, 100)
+                self.containers[container_id] = ("exit", ("sh", "-c", f"exit {status}"), None, status)
+            elif roll < 0.85:
+                self.containers[container_id] = ("sleeper", ("sleep", "1000"), signal.SIGKILL, 128 + 9)
+            else:
+                status = rng.randint(0, 100)
+                self.containers[container_id] = (
+                    "trapper", ("sh", "-c", f"trap 'exit {status}' TERM; sleep 1000 & wait"), signal.SIGTERM, status)
+        self.create_kills = sorted((point, rng.uniform(0.0, 0.3))
+                                   for point in rng.sample(range(3, COUNT - 3), rng.randint(3, 4)))
+        self.signal_kills = sorted((rng.uniform(0.1, 0.9), rng.uniform(0.0, 0.2)) for _ in range(rng.randint(1, 2)))
+        self.final_delay = rng.uniform(0.0, 0.5)
+        self.order = list(self.containers)
+        rng.shuffle(self.order)
+
+    @property
+    def kills(self):
+        return len(self.create_kills) + len(self.signal_kills) + 1
+
+
+class CrashConsistencyTests(TestCase):
+
+    def setUp(self):
+        self.seed = int(os.environ.get("CTX_CRASH_SEED", DEFAULT_SEED))
+        print(f"\ncrash consistency: seed {self.seed} (replay with CTX_CRASH_SEED={self.seed})")
+        self.daemon = Daemon.for_test(self, args=("--retain-count", "5000"))
+        self.rootfs = bundles.make_rootfs(os.path.join(self.daemon.workdir, "rootfs"))
+        # Unique ids: runc's cgroup is /<id> whatever the daemon, so ids shared with tests running beside this
+        # one would share (and pause, and delete) cgroups.
+        self.schedule = Schedule(self.seed, os.urandom(3).hex())
+        self.bundles = {}
+        for container_id, (kind, args, _, _) in self.schedule.containers.items():
+            if args not in self.bundles:
+                path = os.path.join(self.daemon.workdir, f"bundle{len(self.bundles)}")
+                self.bundles[args] = bundles.make_bundle(path, args, self.rootfs)
+        self.cond = threading.Condition()
+        self.generation = 0
+        self.up = False
+        self.stub = None
+        self.channels = []
+        self.addCleanup(self._close_channels)
+        self.ops = 0
+        self.problems = []
+        self.outcomes = {}  # id -> "created" | "uncertain"
+        self.pids = {}
+        self.events = []
+        self.collector_call = None
+        self.collector_stop = False
+        self.restarts = 0
+        self.started = time.monotonic()
+        self.monitor = self.daemon.monitor_pid()
+        self._serve()
+
+    def _close_channels(self):
+        self.collector_stop = True
+        with self.cond:
+            self.up = True  # wake anybody waiting; they find the stop flag
+            self.cond.notify_all()
+        if self.collector_call is not None:
+            self.collector_call.cancel()
+        for channel in self.channels:
+            channel.close()
+
+    # Generations of the daemon: clients wait while it is down and use the current one's channel.
+
+    def _serve(self):
+        channel = grpc.insecure_channel(self.daemon.address)
+        self.channels.append(channel)
+        with self.cond:
+            self.stub = pb_grpc.APIStub(channel)
+            self.generation += 1
+            self.up = True
+            self.cond.notify_all()
+
+    def current(self, after=0):
+        """(generation, stub) of a serving daemon newer than C{after}."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: (self.up and self.generation > after) or self.collector_stop,
+                                    timeout=self.left())
+            if not ok:
+                raise AssertionError("no serving daemon within the time budget")
+            self.ops += 1
+            self.cond.notify_all()
+            return self.generation, self.stub
+
+    def left(self):
+        return max(0.0, BUDGET - (time.monotonic() - self.started))
+
+    def crash(self, why):
+        """SIGKILL the daemon, restart it, check the state it recovered, let clients go on."""
+        with self.cond:
+            self.up = False
+        self.daemon.kill()
+        self.restarts += 1
+        self.daemon.start()
+        self.assertEqual(self.daemon.monitor_pid(), self.monitor, "the monitor did not survive the daemon")
+        self.check_consistent(f"after restart {self.restarts} ({why})")
+        self._serve()
+
+    def wait_ops(self, count):
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.ops >= count, timeout=self.left()):
+                raise AssertionError(f"clients stalled before {count} calls")
+
+    # What must hold whenever nobody is changing anything.
+
+    def state_ids(self):
+        ids = [c.id for c in self.daemon.stub.State(pb.StateRequest(), timeout=20).containers]
+        return ids
+
+    def check_consistent(self, when):
+        records = os.path.join(self.daemon.state_dir, "containers")
+        view = {}
+
+        def agreed():
+            ids = self.state_ids()
+            runtime = runtime_ids(self.daemon)
+            folders = sorted(os.listdir(records))
+            view.update(daemon=sorted(ids), runtime=sorted(runtime), folders=folders)
+            if len(ids) != len(set(ids)):
+                raise AssertionError(f"{when}: State lists a container twice: {sorted(ids)}")
+            return set(ids) == set(runtime) == set(folders)
+
+        try:
+            wait_for(agreed, timeout=30, interval=0.2, message="daemon, runtime and state dir to agree")
+        except AssertionError as e:
+            if not view:
+                raise AssertionError(f"{when}: {e}\n{self.daemon.log_tail(30)}")
+            daemon, runtime, folders = (set(view[k]) for k in ("daemon", "runtime", "folders"))
+            raise AssertionError(
+                f"{when}: daemon, runtime and state dir disagree: only in the daemon {sorted(daemon - runtime)}, "
+                f"only in the runtime {sorted(runtime - daemon)}, folders without a listed container "
+                f"{sorted(folders - daemon)}, listed without a folder {sorted(daemon - folders)}\n"
+                f"{self.daemon.log_tail(30)}")
+        self.check_records(when)
+
+    def check_records(self, when):
+        """
+        No temporary file and no unreadable record that stays: exits being handled right now may write
+        (the monitor's exit records) and remove (a container's folder) while we look, so only what lasts
+        for a few seconds counts.
+        """
+        found = []
+
+        def clean():
+            found[:] = self._record_problems()
+            return not found
+
+        try:
+            wait_for(clean, timeout=10, interval=0.2, message="a clean state dir")
+        except AssertionError:
+            self.fail(f"{when}: torn or orphaned records: {found}")
+
+    def _record_problems(self):
+        problems = []
+        for directory, _, files in os.walk(self.daemon.state_dir):
+            for name in files:
+                if name.startswith(".tmp-") or name.endswith(".tmp"):
+                    problems.append(f"temporary file {os.path.join(directory, name)}")
+        records = os.path.join(self.daemon.state_dir, "containers")
+        for container_id in os.listdir(records):
+            folder = os.path.join(records, container_id)
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name.endswith(".json"):
+                    try:
+                        with open(os.path.join(folder, name)) as f:
+                            record = json.load(f)
+                    except FileNotFoundError:
+                        continue
+                    except (OSError, ValueError) as e:
+                        problems.append(f"unreadable {container_id}/{name}: {e}")
+                        continue
+                    if not isinstance(record, dict):
+                        problems.append(f"{container_id}/{name} is not a JSON object")
+            if os.path.isdir(folder) and "container.json" not in names:
+                problems.append(f"{container_id}/ has no container.json ({sorted(names)})")
+        return problems
+
+    # The clients.
+
+    def collect(self):
+        """Follow Events across restarts, resuming from the last timestamp seen."""
+        last = Timestamp(seconds=1)
+        generation = 0
+        while not self.collector_stop:
+            generation, stub = self.current(after=generation)
+            if self.collector_stop:
+                return
+            call = self.collector_call = stub.Events(pb.EventsRequest(timestamp=last))
+            try:
+                for event in call:
+                    self.events.append(event)
+                    last = event.timestamp
+            except grpc.RpcError as e:
+                if self.collector_stop:
+                    return
+                if e.code() != UNAVAILABLE:
+                    self.problems.append(f"Events ended with {e.code().name}: {e.details()}")
+            else:
+                if not self.collector_stop:
+                    self.problems.append("Events stream ended without an error")
+
+    def create_worker(self, work):
+        while True:
+            try:
+                container_id = work.get_nowait()
+            except queue.Empty:
+                return
+            _, stub = self.current()
+            args = self.schedule.containers[container_id][1]
+            try:
+                response = stub.CreateContainer(create_request(container_id, self.bundles[args]), timeout=60)
+            except grpc.RpcError as e:
+                if e.code() == UNAVAILABLE:
+                    self.outcomes[container_id] = "uncertain"
+                else:
+                    self.problems.append(f"create {container_id}: {e.code().name} {e.details()}")
+            else:
+                self.outcomes[container_id] = "created"
+                self.pids[container_id] = response.container.processes[0].systemPid
+
+    def signal_worker(self, work):
+        while True:
+            try:
+                container_id = work.get_nowait()
+            except queue.Empty:
+                return
+            number = int(self.schedule.containers[container_id][2])
+            generation, tried = 0, False
+            while True:
+                generation, stub = self.current(after=generation)
+                try:
+                    stub.Signal(pb.SignalRequest(id=container_id, pid="init", signal=number), timeout=30)
+                    break
+                except grpc.RpcError as e:
+                    if e.code() == UNAVAILABLE:
+                        tried = True  # it may have been delivered: retry on the next daemon
+                        continue
+                    if e.code() == grpc.StatusCode.NOT_FOUND and tried:
+                        break  # delivered before the crash: the process is gone
+                    self.problems.append(f"signal {container_id}: {e.code().name} {e.details()}")
+                    break
+
+    def run_threads(self, target, work, count):
+        threads = [threading.Thread(target=self._guard, args=(target, work)) for _ in range(count)]
+        for t in threads:
+            t.start()
+        return threads
+
+    def _guard(self, target, *args):
+        try:
+            target(*args)
+        except Exception as e:  # noqa: BLE001 - reported by the test thread
+            self.problems.append(f"{target.__name__}: {e!r}")
+
+    def join_all(self, threads):
+        for t in threads:
+            t.join(self.left() + 5)
+            self.assertFalse(t.is_alive(), f"a client thread is stuck: {self.daemon.log_tail()}")
+
+    # The test.
+
+    def test_kills_while_starting_and_stopping(self):
+        try:
+            self._scenario()
+        except AssertionError as e:
+            raise AssertionError(f"[CTX_CRASH_SEED={self.seed}] {e}") from None
+
+    def _scenario(self):
+        schedule = self.schedule
+        collector = threading.Thread(target=self._guard, args=(self.collect,), daemon=True)
+        collector.start()
+
+        # Phase 1: 100 creates from 10 threads, with kills at random points among them.
+        work = queue.Queue()
+        for container_id in schedule.order:
+            work.put(container_id)
+        threads = self.run_threads(self.create_worker, work, CREATE_THREADS)
+        for point, delay in schedule.create_kills:
+            self.wait_ops(point)
+            time.sleep(delay)
+            self.crash(f"while creating, after {point} creates were issued")
+        self.join_all(threads)
+        self.assertEqual(self.problems, [])
+        self.check_consistent("after the creates")
+
+        # Phase 2: stop every sleeper and trapper that exists, with kills among the signals.
+        listed = set(self.state_ids())
+        to_stop = [c for c in schedule.order if schedule.containers[c][2] is not None and c in listed]
+        lost = [c for c in to_stop if self.outcomes.get(c) is None]
+        self.assertEqual(lost, [], "containers listed that no client created")
+        created_sleepers = [c for c in schedule.order if schedule.containers[c][2] is not None
+                            and self.outcomes.get(c) == "created"]
+        self.assertEqual(sorted(set(created_sleepers) - listed), [], "created sleepers not listed")
+        work = queue.Queue()
+        for container_id in to_stop:
+            work.put(container_id)
+        base = self.ops
+        threads = self.run_threads(self.signal_worker, work, SIGNAL_THREADS)
+        for fraction, delay in (schedule.signal_kills if to_stop else ()):
+            self.wait_ops(base + max(1, int(fraction * len(to_stop))))
+            time.sleep(delay)
+            self.crash(f"while stopping, after {self.ops - base} of {len(to_stop)} signals")
+        self.join_all(threads)
+        time.sleep(schedule.final_delay)
+        self.crash("while exits are being handled")
+        self.assertEqual(self.problems, [])
+
+        # Phase 3: everything exits; nothing is left anywhere.
+        def drained():
+            return (not self.state_ids() and not runtime_ids(self.daemon)
+                    and not os.listdir(os.path.join(self.daemon.state_dir, "containers")))
+
+        wait_for(drained, timeout=min(60, self.left()), interval=0.2,
+                 message=f"every container to exit and be cleaned up (State {sorted(self.state_ids())}, runtime "
+                         f"{sorted(runtime_ids(self.daemon))})")
+        self.check_records("at the end")
+        ran = {c for c, outcome in self.outcomes.items() if outcome == "created"}
+        ran |= {e.id for e in list(self.events) if e.type == "start-container"}
+        wait_for(lambda: ran <= {e.id for e in list(self.events) if e.type == "exit"}, timeout=20,
+                 message="the collector to see every exit")
+        time.sleep(0.5)
+        self.collector_stop = True
+        self.collector_call.cancel()
+        collector.join(10)
+        self.assertEqual(self.problems, [])
+
+        self.check_events(ran)
+        monitor = self.daemon.monitor_pid()
+        self.assertEqual(monitor, self.monitor)
+        wait_for(lambda: not processes.zombie_children(monitor), timeout=10,
+                 message="the monitor to have no zombie children")
+        survivors = [c for c, pid in self.pids.items() if _alive(pid)]
+        self.assertEqual(survivors, [], "container processes still alive")
+        uncertain = sum(1 for o in self.outcomes.values() if o == "uncertain")
+        print(f"crash consistency: seed {self.seed}: {self.restarts} kills, {len(self.outcomes)} creates answered "
+              f"({uncertain} cut short by a kill), {len(ran)} containers ran, {len(self.events)} events, "
+              f"{time.monotonic() - self.started:.1f}s")
+
+    def check_events(self, ran):
+        events = list(self.events)
+        stamps = [_stamp(e) for e in events]
+        self.assertEqual(stamps, sorted(set(stamps)), "events repeated or out of order across restarts")
+        # What the collector pieced together is what the daemon stored.
+        replay = list(self.daemon.stub.Events(pb.EventsRequest(timestamp=Timestamp(seconds=1), storedOnly=True),
+                                              timeout=30))
+        key = lambda e: (e.type, e.id, e.pid, e.status, _stamp(e))  # noqa: E731
+        self.assertEqual([key(e) for e in events], [key(e) for e in replay],
+                         "the events collected across restarts differ from the stored log")
+        wrong = []
+        for container_id, (kind, _, _, status) in self.schedule.containers.items():
+            own = [(e.type, e.pid, e.status) for e in events if e.id == container_id]
+            exits = [s for t, _, s in own if t == "exit"]
+            starts = [t for t, _, _ in own if t == "start-container"]
+            outcome = self.outcomes.get(container_id)
+            if container_id in ran:
+                if exits != [status]:
+                    wrong.append(f"{container_id} ({kind}, {outcome}): exit statuses {exits}, expected [{status}]")
+                if len(starts) != 1:
+                    wrong.append(f"{container_id} ({kind}, {outcome}): {len(starts)} start-container events")
+                if own and own[0][0] != "start-container":
+                    wrong.append(f"{container_id}: first event {own[0]}")
+            elif own:
+                wrong.append(f"{container_id} ({kind}, {outcome}) never ran, yet has events {own}")
+            if outcome is None and own:
+                wrong.append(f"{container_id}: events {own} for a create nobody got an answer for")
+        strangers = {e.id for e in events} - set(self.schedule.containers)
+        self.assertEqual(strangers, set(), "events of containers nobody created")
+        self.assertEqual(wrong, [], "\n".join(wrong))
