@@ -99,7 +99,6 @@ def wait_gone(pid, timeout=10.0):
         time.sleep(0.01)
 
 
-__all__ = ["BenchDaemon", "print_timer", "summary", "shared_rootfs", "signal"]
 
 
 # Process figures from /proc, for the memory, idle-cost and fan-out benchmarks.
@@ -184,8 +183,11 @@ def create_containers(stub, bundle, ids, concurrency, timeout=300):
             errors.append(f"{container_id}: {e}")
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
         list(pool.map(one, ids))
+    finally:
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C, do not create the rest first
     if errors:
         raise SystemExit(f"bench: {len(errors)} of {len(ids)} creates failed, first: {errors[0]}")
     return time.perf_counter() - started
@@ -211,11 +213,20 @@ def kill_all_containers(stub, concurrency=10, timeout=600):
         except grpc.RpcError:
             pass  # already exited: State tells
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
         list(pool.map(kill, ids))
+    finally:
+        pool.shutdown(cancel_futures=True)
     deadline = time.monotonic() + timeout
     while stub.State(pb.StateRequest(), timeout=60).containers:
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: containers still listed {timeout}s after SIGKILL")
         time.sleep(0.05)
     return len(ids), time.perf_counter() - started
+
+
+__all__ = [
+    "BenchDaemon", "print_timer", "summary", "shared_rootfs", "signal", "proc_memory", "proc_fds", "proc_threads",
+    "proc_cpu_seconds", "proc_children", "load_average", "create_containers", "kill_all_containers",
+]
