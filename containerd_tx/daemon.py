@@ -12,7 +12,6 @@ import shutil
 from twisted.application import service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 from containerd_tx import sd_notify
 from containerd_tx.api_service import APIService
@@ -31,7 +30,7 @@ from containerd_tx.model import CREATING
 from containerd_tx.oom import OomWatcher
 from containerd_tx.monitor.client import MonitorClient
 from containerd_tx.runtime.runc import RuncRuntime
-from containerd_tx.state_store import StateStore
+from containerd_tx.state_store import OrderedWriter, StateStore
 from containerd_tx.supervisor import Supervisor
 
 log = Logger()
@@ -99,11 +98,10 @@ class ContainerdService(service.MultiService):
             raise StartupError(str(e))
         for name in ("sockets", "runtime"):
             os.makedirs(os.path.join(self.state_dir, name), mode=0o700, exist_ok=True)
-        # One thread writes the state dir, in order, so fsync never stalls the reactor.
-        self._writer_pool = ThreadPool(minthreads=1, maxthreads=1, name="state-writer")
+        # One thread writes the state dir, in order and in batches, so fsync never stalls the reactor.
+        self._writer_pool = OrderedWriter(self.reactor, self.state_dir)
         self._writer_pool.start()
-        store = StateStore(self.state_dir, writer=lambda fn, *args: threads.deferToThreadPool(
-            self.reactor, self._writer_pool, fn, *args))
+        store = StateStore(self.state_dir, writer=self._writer_pool)
         self.metrics = Metrics(self.reactor)
         for name in TIMERS:
             self.metrics.timer(name)  # reported from the start, even before the first sample

@@ -5,7 +5,10 @@ Tests for L{containerd_tx.state_store}: the daemon's records in the state dir.
 import json
 import os
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import defer, threads
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from containerd_tx import state_store
 
 from containerd_tx.model import INIT, RUNNING, Container, Process, User
 from containerd_tx.state_store import StateStore, write_atomically
@@ -327,3 +330,46 @@ class StateStoreTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(self.store.container_dir("c1")))
         self.assertEqual([c.id for c in self.store.load()], ["c2"])
         self.store.remove_container("c1")  # twice is harmless
+
+
+class OrderedWriterTests(TestCase):
+    """The daemon's writer: one thread, changes in order, committed in batches."""
+
+    def setUp(self):
+        from twisted.internet import reactor
+
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        self.writer = state_store.OrderedWriter(reactor, self.root)
+        self.writer.start()
+        self.addCleanup(lambda: threads.deferToThread(self.writer.stop))
+
+    @defer.inlineCallbacks
+    def test_changes_land_in_order_and_renamed(self):
+        path = os.path.join(self.root, "f.json")
+        results = [self.writer(state_store.write_atomically, path, str(i).encode()) for i in range(50)]
+        yield defer.gatherResults(results)
+        with open(path) as f:
+            self.assertEqual(f.read(), "49")
+        self.assertEqual(os.listdir(self.root), ["f.json"])
+
+    @defer.inlineCallbacks
+    def test_failure_reaches_only_its_caller(self):
+        good = self.writer(state_store.write_atomically, os.path.join(self.root, "a"), b"a")
+        bad = self.writer(state_store.write_atomically, os.path.join(self.root, "missing", "b"), b"b")
+        yield good
+        with self.assertRaises(FileNotFoundError):
+            yield bad
+        with open(os.path.join(self.root, "a")) as f:
+            self.assertEqual(f.read(), "a")
+
+    @defer.inlineCallbacks
+    def test_folder_removed_later_in_the_same_batch(self):
+        import shutil
+
+        folder = os.path.join(self.root, "c")
+        os.makedirs(folder)
+        writes = [self.writer(state_store.write_atomically, os.path.join(folder, "x"), b"x"),
+                  self.writer(shutil.rmtree, folder)]
+        yield defer.gatherResults(writes)
+        self.assertFalse(os.path.exists(folder))
