@@ -241,8 +241,12 @@ class StateStore:
         return self._write(_unlink, os.path.join(self.container_dir(container_id), f"exit-{process_id}.json"))
 
     def remove_container(self, container_id):
-        """Forget a container and every record of it."""
-        return self._write(shutil.rmtree, self.container_dir(container_id), True)
+        """
+        Forget a container and every record of it. Its container.json goes first: a daemon killed half-way
+        through leaves a folder without one, which the next start removes, never a container whose process
+        records are gone (it would be adopted as running, with no process, forever).
+        """
+        return self._write(_remove_folder, self.container_dir(container_id))
 
     def read_exit_records(self, container_id):
         """
@@ -309,7 +313,23 @@ def _read_json(path):
         return None
 
 
+def _remove_folder(directory):
+    _unlink(os.path.join(directory, "container.json"))
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _unlink(path):
+    pending = getattr(_batch, "renames", None)
+    if pending:
+        # A write of this path earlier in the same batch is not renamed into place yet: it must not be, or
+        # the file removed here would come back (a process record outliving its process).
+        for tmp, target in pending:
+            if target == path:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+        pending[:] = [(tmp, target) for tmp, target in pending if target != path]
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -7,6 +7,7 @@ import os
 
 from twisted.logger import Logger
 
+from containerd_tx import cgroups
 from containerd_tx.model import CREATING, INIT
 
 log = Logger()
@@ -61,7 +62,7 @@ class Recovery:
         A recorded process the monitor does not know (the monitor itself was restarted): watch it again if it
         lives; otherwise return an exit record with the unknown status 255 (as containerd reports it).
         """
-        if process.system_pid and _alive(process.system_pid):
+        if process.system_pid and _alive(process.system_pid) and _in_cgroups(container, process.system_pid):
             try:
                 await self.monitor.adopt(container.id, process.id, process.system_pid,
                                          self.store.container_dir(container.id))
@@ -75,6 +76,17 @@ class Recovery:
         self.store.remove_process(container.id, process.id)
         return None
 
+
+
+def _in_cgroups(container, pid):
+    """
+    Whether the live process C{pid} is still in the container's cgroups: host pids are reused quickly, and a
+    pid on disk may now be a stranger's (the container's processes are all in its cgroups). A pid read from
+    disk comes with the cgroups, which are recorded in the same write; without them there is no telling.
+    """
+    if not container.cgroups:
+        return True
+    return pid in cgroups.cgroup_pids(container.cgroups)
 
 
 def _alive(pid):

@@ -506,7 +506,7 @@ class VanishingSubscriberTests(BadInputTestCase):
         wait_for(lambda: self.subscribers() == 1, message="the test's own subscriber to be counted")
         self.events.close()
         wait_for(lambda: self.subscribers() == 0, message="the subscriber count to drop to 0")
-        env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, PYTHONPATH=_repo_root() + os.pathsep + os.environ.get("PYTHONPATH", ""))
         client = subprocess.Popen([sys.executable, "-c", _VANISHING_CLIENT, self.daemon.address, "5"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=_repo_root())
         self.addCleanup(_kill_and_wait, client)

@@ -19,17 +19,19 @@ import os
 import queue
 import random
 import signal
+import subprocess
 import threading
 import time
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
 from tests.support import bundles, processes
 from tests.support.daemon import Daemon, create_request, wait_for
+from tests.support.events import EventCollector
 
 DEFAULT_SEED = 7_2024
 COUNT = 100
@@ -453,3 +455,151 @@ class CrashConsistencyTests(TestCase):
         strangers = {e.id for e in events} - set(self.schedule.containers)
         self.assertEqual(strangers, set(), "events of containers nobody created")
         self.assertEqual(wrong, [], "\n".join(wrong))
+
+
+def _record(folder):
+    """A container's record on disk, or {} while there is none."""
+    try:
+        with open(os.path.join(folder, "container.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _spawn_with_pid(pid, argv, attempts=50):
+    """
+    Start C{argv} as process C{pid} (through /proc/sys/kernel/ns_last_pid), or None when other processes keep
+    taking that pid first.
+    """
+    for _ in range(attempts):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        if child.pid == pid:
+            return child
+        child.kill()
+        child.wait()
+    return None
+
+
+class PidReuseTests(TestCase):
+    """
+    A daemon killed after it reported a container's exit but before it removed the container's folder leaves
+    the container's records with the host pid of its (dead) init. Host pids are reused quickly (pid_max is
+    32768 here, and every runc start uses a dozen): the next daemon must not take whatever process now has
+    that pid for the container's init.
+    """
+
+    def test_reused_pid_is_not_adopted(self):
+        if not os.path.exists("/proc/sys/kernel/ns_last_pid"):
+            raise SkipTest("no /proc/sys/kernel/ns_last_pid: cannot choose a pid")
+        daemon = Daemon.for_test(self)
+        rootfs = bundles.make_rootfs(os.path.join(daemon.workdir, "rootfs"))
+        bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "1000"], rootfs)
+        container_id = f"reused-{os.urandom(3).hex()}"
+        events = EventCollector(daemon.stub)
+        self.addCleanup(events.close)
+        pid = daemon.stub.CreateContainer(create_request(container_id, bundle), timeout=60).container.processes[0]
+        pid = pid.systemPid
+        folder = os.path.join(daemon.state_dir, "containers", container_id)
+
+        wait_for(lambda: _record(folder).get("status") == "running", message="the running container's record on disk")
+        snapshot = {name: open(os.path.join(folder, name), "rb").read()
+                    for name in os.listdir(folder) if name in ("container.json", "process-init.json", "pid-init")}
+        self.assertIn("process-init.json", snapshot)
+        daemon.stub.Signal(pb.SignalRequest(id=container_id, pid="init", signal=9), timeout=10)
+        self.assertEqual(events.wait("exit", container_id, "init").status, 137)
+        wait_for(lambda: not os.path.exists(folder), message="the container's folder to go")
+        events.close()
+        daemon.kill()
+        # What a daemon killed just before its remove_container ran leaves (the exit record is already gone).
+        os.makedirs(folder, mode=0o700)
+        for name, data in snapshot.items():
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(data)
+        stranger = _spawn_with_pid(pid, ["sleep", "1000"])
+        if stranger is None:
+            raise SkipTest(f"could not get pid {pid} for an unrelated process")
+        self.addCleanup(stranger.wait)
+        self.addCleanup(stranger.kill)
+        daemon.start()
+        wait_for(lambda: container_id not in [c.id for c in daemon.stub.State(pb.StateRequest(), timeout=10)
+                                              .containers],
+                 timeout=15, message=f"{container_id}, whose init died, to stay gone (pid {pid} is now a stranger's)")
+        wait_for(lambda: not os.path.exists(folder), timeout=15, message="its folder to be removed")
+        self.assertIsNone(stranger.poll(), "the daemon killed the process that reused the pid")
+        replay = list(daemon.stub.Events(pb.EventsRequest(timestamp=Timestamp(seconds=1), storedOnly=True,
+                                                          id=container_id), timeout=10))
+        self.assertEqual([(e.type, e.status) for e in replay], [("start-container", 0), ("exit", 137)])
+
+    def test_live_container_readopted_after_monitor_loss(self):
+        # The other side of the check above: a process that is still the container's is watched again when
+        # the monitor that was its parent is gone (its exit status is then unknown: 255).
+        daemon = Daemon.for_test(self)
+        rootfs = bundles.make_rootfs(os.path.join(daemon.workdir, "rootfs"))
+        bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "1000"], rootfs)
+        container_id = f"orphan-{os.urandom(3).hex()}"
+        pid = daemon.stub.CreateContainer(create_request(container_id, bundle), timeout=60).container
+        pid = pid.processes[0].systemPid
+        folder = os.path.join(daemon.state_dir, "containers", container_id)
+        wait_for(lambda: _record(folder).get("cgroups"), message="the running container's record on disk")
+        monitor = daemon.monitor_pid()
+        daemon.kill()
+        os.kill(monitor, signal.SIGKILL)
+        wait_for(lambda: processes.reap(monitor), message="the monitor to die")
+        self.assertTrue(_alive(pid))
+        daemon.start()
+        self.assertNotEqual(daemon.monitor_pid(), monitor)
+        (listed,) = daemon.stub.State(pb.StateRequest(id=container_id), timeout=10).containers
+        self.assertEqual((listed.status, listed.processes[0].systemPid), ("running", pid))
+        events = EventCollector(daemon.stub)
+        self.addCleanup(events.close)
+        daemon.stub.Signal(pb.SignalRequest(id=container_id, pid="init", signal=9), timeout=10)
+        self.assertEqual(events.wait("exit", container_id, "init").status, 255)
+        wait_for(lambda: processes.reap(pid) or not os.path.exists(f"/proc/{pid}"), message="the init to be reaped")
+        wait_for(lambda: not os.path.exists(folder), message="its folder to go")
+
+
+class ExecRecordTests(TestCase):
+    """
+    An exec'd process that exits leaves no record behind: a stale process-<id>.json is taken at the next
+    start for a process lost while the daemon was down, and reported again (status 255) once its real exit
+    has left the retained events.
+    """
+
+    def test_exited_execs_leave_no_records(self):
+        daemon = Daemon.for_test(self, args=("--retain-count", "10"))
+        rootfs = bundles.make_rootfs(os.path.join(daemon.workdir, "rootfs"))
+        bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "1000"], rootfs)
+        container_id = f"execs-{os.urandom(3).hex()}"
+        daemon.stub.CreateContainer(create_request(container_id, bundle), timeout=60)
+        events = EventCollector(daemon.stub)
+        self.addCleanup(events.close)
+        for i in range(60):
+            daemon.stub.AddProcess(pb.AddProcessRequest(id=container_id, pid=f"e{i}", args=["true"]), timeout=30)
+        for i in range(60):
+            self.assertEqual(events.wait("exit", container_id, f"e{i}").status, 0)
+        folder = os.path.join(daemon.state_dir, "containers", container_id)
+
+        def stale():
+            return sorted(n for n in os.listdir(folder) if n != "process-init.json"
+                          and n.startswith(("process-", "exit-", "pid-e", "exec-")))
+
+        try:
+            wait_for(lambda: not stale(), timeout=5, message="no records of exited processes")
+        except AssertionError:
+            pass
+        left = stale()
+        last = events.events[-1].timestamp
+        events.close()
+        daemon.kill()
+        daemon.start()
+        after = EventCollector(daemon.stub, pb.EventsRequest(timestamp=last))
+        self.addCleanup(after.close)
+        time.sleep(2)
+        again = [(e.type, e.pid, e.status) for e in after.events]
+        self.assertEqual((left, again), ([], []),
+                         "records of exited processes left behind, and exits reported again after a restart")
+        (listed,) = daemon.stub.State(pb.StateRequest(id=container_id), timeout=10).containers
+        self.assertEqual([p.pid for p in listed.processes], ["init"])

@@ -154,6 +154,17 @@ class LoadTests(LifecycleTestCase):
         self.assertEqual(len(reference.events), expected)
         stamps = [(e.timestamp.seconds, e.timestamp.nanos) for e in reference.events]
         self.assertEqual(stamps, sorted(set(stamps)))
+        # Exited execs leave no records behind.
+        records = os.path.join(self.daemon.state_dir, "containers")
+
+        def stale():
+            return [f"{c}/{n}" for c in names for n in os.listdir(os.path.join(records, c))
+                    if n.startswith(("process-e", "exit-e", "pid-e", "exec-e"))]
+
+        try:
+            wait_for(lambda: not stale(), timeout=10, message="no records of exited execs")
+        except AssertionError:
+            self.fail(f"records of exited execs left behind: {stale()[:10]}")
         # Every subscriber: the same events in the same order.
         want = [_key(e) for e in reference.events]
         for index, subscriber in enumerate(subscribers):

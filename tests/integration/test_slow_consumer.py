@@ -165,13 +165,27 @@ class SlowConsumerTests(LifecycleTestCase):
             self.assertEqual(own, ["pause", "resume"] * count, container_id)
 
         # The slow subscriber: what it got is the same sequence, then RESOURCE_EXHAUSTED.
-        got = []
-        with self.assertRaises(grpc.RpcError) as raised:
-            for event in slow:
-                got.append(event)
-        self.assertEqual(raised.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED,
-                         raised.exception.details())
-        self.assertIn("resubscribe with the last timestamp", raised.exception.details())
+        got, ended = [], []
+
+        def drain():
+            try:
+                for event in slow:
+                    got.append(event)
+            except grpc.RpcError as e:
+                ended.append(e)
+            else:
+                ended.append(None)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        reader.join(30)
+        if reader.is_alive():
+            slow.cancel()
+            reader.join(10)
+            self.fail(f"the slow stream neither ended nor delivered more after {len(got)} events")
+        self.assertIsNotNone(ended[0], f"the slow stream ended normally after {len(got)} events")
+        self.assertEqual(ended[0].code(), grpc.StatusCode.RESOURCE_EXHAUSTED, ended[0].details())
+        self.assertIn("resubscribe with the last timestamp", ended[0].details())
         self.assertGreaterEqual(len(got), QUEUE_LIMIT)
         self.assertLess(len(got), len(fast))
         self.assertEqual([_key(e) for e in got], [_key(e) for e in fast[:len(got)]],
