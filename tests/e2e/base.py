@@ -20,7 +20,7 @@ import time
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.support import bundles
+from tests.support import bundles, processes
 from tests.support.daemon import Daemon, wait_for
 
 #: The working tree, so that the ctr under test is the one run.
@@ -177,22 +177,10 @@ class CtrTestCase(TestCase):
 
     def cgroup_file(self, pid, subsystem, name):
         """@return: the content of a cgroup v1 file of process C{pid}."""
-        with open(f"/proc/{pid}/cgroup") as f:
-            for line in f:
-                _, subsystems, path = line.strip().split(":", 2)
-                if subsystem in subsystems.split(","):
-                    with open(os.path.join("/sys/fs/cgroup", subsystem, path.lstrip("/"), name)) as g:
-                        return g.read().strip()
-        raise AssertionError(f"process {pid} has no {subsystem} cgroup")
+        return processes.cgroup_file(pid, subsystem, name)
 
 
-def _end(process):
-    if process.poll() is None:
-        process.kill()
-    process.wait(10)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
+_end = processes.end
 
 
 class Tmux:

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_graphite import free_port
 from tests.integration.test_lifecycle import LifecycleTestCase
+from tests.support import processes
 from tests.support.daemon import create_request, wait_for
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -538,10 +539,4 @@ def _repo_root():
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _kill_and_wait(process):
-    if process.poll() is None:
-        process.kill()
-    process.wait(10)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
+_kill_and_wait = processes.end

@@ -9,6 +9,7 @@ import grpc
 
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_lifecycle import LifecycleTestCase
+from tests.support import processes
 from tests.support.daemon import wait_for
 
 COUNTER = ("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.05; done")
@@ -37,13 +38,7 @@ class UpdateTestCase(LifecycleTestCase):
         return self.daemon.stub.State(pb.StateRequest(id="box"), timeout=10).containers[0].status
 
     def cgroup_file(self, subsystem, name):
-        with open(f"/proc/{self.pid}/cgroup") as f:
-            for line in f:
-                _, subsystems, path = line.strip().split(":", 2)
-                if subsystem in subsystems.split(","):
-                    with open(os.path.join("/sys/fs/cgroup", subsystem, path.lstrip("/"), name)) as g:
-                        return g.read().strip()
-        raise AssertionError(f"no {subsystem} cgroup")
+        return processes.cgroup_file(self.pid, subsystem, name)
 
 
 class PauseTests(UpdateTestCase):

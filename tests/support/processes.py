@@ -50,3 +50,24 @@ def reap_orphans(keep=()):
     for pid in zombie_children():
         if pid not in keep:
             reap(pid)
+
+
+def cgroup_file(pid, subsystem, name):
+    """The content of a cgroup v1 file (e.g. C{memory}, C{memory.limit_in_bytes}) of process C{pid}."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, subsystems, path = line.strip().split(":", 2)
+            if subsystem in subsystems.split(","):
+                with open(os.path.join("/sys/fs/cgroup", subsystem, path.lstrip("/"), name)) as g:
+                    return g.read().strip()
+    raise AssertionError(f"process {pid} has no {subsystem} cgroup")
+
+
+def end(process):
+    """Kill a Popen process if it still runs, wait for it and close its pipes."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
