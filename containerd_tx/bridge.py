@@ -7,11 +7,12 @@ as L{containerd_tx.errors.ContainerdError}s, which L{ReactorBridge.abort_with} t
 Streams are fed from the reactor through L{StreamFeed}, a bounded hand-off that never blocks the reactor.
 """
 
+import inspect
 import queue
 import threading
 
 import grpc
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
@@ -98,9 +99,6 @@ class ReactorBridge:
 
 
 def _call_maybe_coroutine(fn, args, kwargs):
-    from twisted.internet.defer import ensureDeferred
-    import inspect
-
     result = fn(*args, **kwargs)
     if inspect.iscoroutine(result):
         return ensureDeferred(result)

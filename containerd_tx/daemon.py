@@ -66,7 +66,7 @@ class ContainerdService(service.MultiService):
         self._state_lock = None
         self._starting = None
         self._events = None
-        self._writer_pool = None
+        self._writer = None
 
     def startService(self):
         """
@@ -99,9 +99,9 @@ class ContainerdService(service.MultiService):
         for name in ("sockets", "runtime"):
             os.makedirs(os.path.join(self.state_dir, name), mode=0o700, exist_ok=True)
         # One thread writes the state dir, in order and in batches, so fsync never stalls the reactor.
-        self._writer_pool = OrderedWriter(self.reactor, self.state_dir)
-        self._writer_pool.start()
-        store = StateStore(self.state_dir, writer=self._writer_pool)
+        self._writer = OrderedWriter(self.reactor, self.state_dir)
+        self._writer.start()
+        store = StateStore(self.state_dir, writer=self._writer)
         self.metrics = Metrics(self.reactor)
         for name in TIMERS:
             self.metrics.timer(name)  # reported from the start, even before the first sample
@@ -225,9 +225,9 @@ class ContainerdService(service.MultiService):
             await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.grpc.stop, 2.0)
         if self.monitor is not None:
             self.monitor.disconnect()
-        if self._writer_pool is not None:
+        if self._writer is not None:
             # Finishes the writes already queued before returning.
-            await threads.deferToThread(self._writer_pool.stop)
+            await threads.deferToThread(self._writer.stop)
         self._release_state_lock()
         log.info("containerd-tx stopped; containers keep running")
 

@@ -114,6 +114,14 @@ def quiet_call(ctx, call):
         return None
 
 
+def key_values(ctx, param, values):
+    """Click callback for repeatable KEY=VALUE options (--label, --env): each must have a key and a "="."""
+    for value in values:
+        if "=" not in value or value.startswith("="):
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", ctx, param)
+    return list(values)
+
+
 def complete_container_id(ctx, param, incomplete):
     """A C{shell_complete} callback: the ids of the daemon's containers that start with C{incomplete}."""
     reply = quiet_call(ctx, lambda api: api.State(containerd_pb2.StateRequest(), timeout=COMPLETION_TIMEOUT))

@@ -120,13 +120,6 @@ def list_containers(verbose, quiet, fmt):
         output.print_table(headers, [container_row(c, verbose) for c in found])
 
 
-def _label(ctx, param, values):
-    for value in values:
-        if "=" not in value or value.startswith("="):
-            raise click.BadParameter(f"{value!r} is not KEY=VALUE", ctx, param)
-    return list(values)
-
-
 def bundle_terminal(bundle):
     """
     @return: whether the bundle's config.json asks for a terminal (C{process.terminal}); C{False} if it
@@ -151,7 +144,7 @@ with the container's exit status.
 """,
 )
 @click.option("--attach", "-a", is_flag=True, help="Connect stdio and wait for the container to exit.")
-@click.option("--label", "labels", multiple=True, callback=_label, metavar="KEY=VALUE", help="Add a label.")
+@click.option("--label", "labels", multiple=True, callback=cli.key_values, metavar="KEY=VALUE", help="Add a label.")
 @click.option("--runtime", default="", help="OCI runtime binary (default: the daemon's).")
 @click.option("--runtime-args", "runtime_args", multiple=True, metavar="ARG",
               help="Global runtime flag, before the subcommand (repeatable).")

@@ -33,13 +33,6 @@ class _IdType(click.ParamType):
 _ID = _IdType()
 
 
-def _env_entry(ctx, param, values):
-    for value in values:
-        if "=" not in value or value.startswith("="):
-            raise click.BadParameter(f"{value!r} is not KEY=VALUE", ctx, param)
-    return list(values)
-
-
 def bundle_env(bundle):
     """
     @return: C{process.env} of the bundle's config.json, or C{None} if it cannot be read.
@@ -101,7 +94,7 @@ terminal is put in raw mode (restored on exit) and the process's terminal follow
 @click.option("--attach", "-a", is_flag=True, help="Connect stdio and wait for the process to exit.")
 @click.option("--tty", "-t", is_flag=True, help="Give the process a terminal.")
 @click.option("--cwd", default="", metavar="DIR", help="Working directory (absolute; default: the container's).")
-@click.option("--env", "-e", "env", multiple=True, callback=_env_entry, metavar="KEY=VALUE",
+@click.option("--env", "-e", "env", multiple=True, callback=cli.key_values, metavar="KEY=VALUE",
               help="Set an environment variable (repeatable).")
 @click.option("--uid", type=_ID, default=0, show_default=True, metavar="N", help="User id.")
 @click.option("--gid", type=_ID, default=0, show_default=True, metavar="N", help="Group id.")
