@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from containerd_tx.api import containerd_pb2 as pb
-from tests.integration.test_graphite import free_port
+from tests.support.net import free_port
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support import processes
 from tests.support.daemon import create_request, wait_for

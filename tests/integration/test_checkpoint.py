@@ -12,7 +12,6 @@ from twisted.trial.unittest import SkipTest
 
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_lifecycle import LifecycleTestCase
-from tests.support import bundles
 from tests.support.daemon import Daemon, create_request, wait_for
 from tests.support.events import EventCollector
 

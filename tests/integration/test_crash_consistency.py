@@ -46,12 +46,7 @@ def _stamp(event):
     return event.timestamp.seconds * 1_000_000_000 + event.timestamp.nanos
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+_alive = processes.alive
 
 
 def runtime_ids(daemon, attempts=20):

@@ -7,7 +7,7 @@ import shutil
 
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_lifecycle import LifecycleTestCase, _read_until_eof
-from tests.support.daemon import create_request, wait_for
+from tests.support.daemon import wait_for
 
 WRAPPER = os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "crun-hybrid")
 

@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from containerd_tx import __version__
 from containerd_tx.api import containerd_pb2 as pb
 from grpc_health.v1 import health_pb2
-from tests.support.daemon import Daemon, wait_for
+from tests.support.daemon import Daemon
 
 
 class DaemonStartupTests(TestCase):

@@ -114,7 +114,7 @@ class CapabilityTests(IsolationTestCase):
 
     def test_exec_inherits_bundle_caps_unless_named(self):
         _, inherited = self.exec_in("caps", "inherit", "grep", "CapEff", "/proc/self/status")
-        _, init = self.exec_in("caps", "init-caps", "grep", "CapEff", f"/proc/1/status")
+        _, init = self.exec_in("caps", "init-caps", "grep", "CapEff", "/proc/1/status")
         self.assertEqual(inherited, init)
         _, named = self.exec_in("caps", "named", "grep", "CapEff", "/proc/self/status",
                                 capabilities=["CAP_NET_RAW"])

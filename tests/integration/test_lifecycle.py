@@ -160,7 +160,7 @@ class ConcurrencyTests(LifecycleTestCase):
 class ZombieTests(LifecycleTestCase):
 
     def test_no_zombies_or_runtime_state_after_fifty_exits(self):
-        before = _zombies()
+        before = set(processes.zombies())
         bundle = self.bundle("true")
         for i in range(50):
             self.daemon.stub.CreateContainer(create_request(f"z{i}", bundle), timeout=60)
@@ -170,22 +170,9 @@ class ZombieTests(LifecycleTestCase):
         wait_for(lambda: not self.daemon.runtime_containers(), timeout=30, message="runtime state removed")
         monitor = self.daemon.monitor_pid()
         self.assertEqual(processes.zombie_children(monitor), [])
-        wait_for(lambda: _zombies() <= before, timeout=10, message="no new zombies")
+        wait_for(lambda: set(processes.zombies()) <= before, timeout=10, message="no new zombies")
         leftovers = [n for n in os.listdir(os.path.join(self.daemon.state_dir, "containers"))]
         self.assertEqual(leftovers, [])
-
-
-def _zombies():
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                        found.add(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 def _read_until_eof(fd, timeout=10.0):

@@ -7,18 +7,14 @@ import signal
 
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_lifecycle import LifecycleTestCase
+from tests.support import processes
 from tests.support.daemon import wait_for
 from tests.support.events import EventCollector
 
 TRAP_42 = ("sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done")
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+_alive = processes.alive
 
 
 class RestartTests(LifecycleTestCase):

@@ -20,7 +20,7 @@ import grpc
 
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
-from tests.integration.test_graphite import free_port
+from tests.support.net import free_port
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support.daemon import create_request, wait_for
 from tests.support.events import EventCollector

@@ -13,9 +13,10 @@ from twisted.internet import defer, reactor
 from twisted.web.client import HTTPConnectionPool
 
 from containerd_tx.api import containerd_pb2 as pb
-from tests.integration.test_graphite import CARBON_CACHE, WHISPER_FETCH, Carbon, free_port
+from tests.integration.test_graphite import CARBON_CACHE, WHISPER_FETCH, Carbon
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support.daemon import create_request, wait_for
+from tests.support.net import free_port
 
 METRIC_NAMES = ("container-start-time", "container-create-time", "container-delete-time", "container-stats-time",
                 "exec-process-time", "exit-process-time", "containers", "events", "event-subscribers", "tasks",

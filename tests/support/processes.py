@@ -18,22 +18,37 @@ def become_subreaper():
         _done.append(True)
 
 
+def _state(pid):
+    """(state letter, parent pid) of a process from /proc/<pid>/stat, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[0], int(fields[1])
+
+
+def alive(pid):
+    """Whether process C{pid} exists and is not a zombie."""
+    state = _state(pid)
+    return state is not None and state[0] != "Z"
+
+
+def zombies(parent=None):
+    """Pids of zombie processes, all of them or those whose parent is C{parent}."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            state = _state(entry)
+            if state is not None and state[0] == "Z" and (parent is None or state[1] == parent):
+                found.append(int(entry))
+    return found
+
+
 def zombie_children(parent=None):
     """Pids of zombie processes whose parent is C{parent} (this process by default)."""
-    parent = os.getpid() if parent is None else parent
-    zombies = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if fields[0] == "Z" and int(fields[1]) == parent:
-            zombies.append(int(entry))
-    return zombies
+    return zombies(os.getpid() if parent is None else parent)
 
 
 def reap(pid):

@@ -4,7 +4,6 @@ snapshot, and C{/metrics} and C{/healthz} served on a real loopback port, scrape
 """
 
 import random
-import socket
 
 import treq
 from prometheus_client import generate_latest
@@ -14,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
+from tests.support.net import free_port
 from containerd_tx.metrics import Metrics, process_gauges
 from containerd_tx.metrics.prometheus import (
     collector_registry,
@@ -92,12 +92,6 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(samples[("containerd_containers", ())], 13)
 
 
-def free_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 class HTTPTests(TestCase):

@@ -6,7 +6,6 @@ the reactor). Carbon itself is exercised in tests.integration.test_graphite.
 
 import random
 import socket
-import time
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
@@ -17,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
+from tests.support.net import ReactorLag
 from containerd_tx.metrics import Metrics
 from containerd_tx.metrics.graphite import GraphiteReporter, graphite_lines
 from containerd_tx.metrics.periodic import IMetricsReporter
@@ -276,26 +276,17 @@ class GraphiteDownRealReactorTests(TestCase):
         reporter = GraphiteReporter(metrics, ("127.0.0.1", closed_port()), "containerd-tx.test", 0.2,
                                     reactor=reactor, log=Logger(namespace="graphite",
                                                                 observer=events.append))
-        lags = []
-        last = [time.monotonic()]
-
-        def probe():
-            now = time.monotonic()
-            lags.append(now - last[0])
-            last[0] = now
-
-        ticker = task.LoopingCall(probe)
-        ticker.start(0.01)
+        lag = ReactorLag(0.01)
         reporter.startService()
         try:
             yield task.deferLater(reactor, 1.1, lambda: None)
         finally:
             yield reporter.stopService()
-            ticker.stop()
+            lag.stop()
         warnings = [event for event in events if event["log_level"] == LogLevel.warn]
         self.assertEqual(len(warnings), reporter.failed)
         self.assertEqual(reporter.sent, 0)
         self.assertGreaterEqual(reporter.failed, 5)  # 5 intervals and the flush at stop
         self.assertLessEqual(reporter.failed, 7)
         self.assertFalse(any("log_failure" in event for event in events))
-        self.assertLess(max(lags), 0.15)
+        self.assertLess(max(lag.lags), 0.15)
