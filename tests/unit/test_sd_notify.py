@@ -3,7 +3,9 @@ Tests for L{containerd_tx.sd_notify}.
 """
 
 import os
+import shutil
 import socket
+import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -16,7 +18,11 @@ class NotifyTests(SynchronousTestCase):
         self.assertFalse(notify("READY=1", environ={}))
 
     def test_sends_state_to_the_socket(self):
-        path = os.path.abspath(self.mktemp())
+        # Not self.mktemp(): a unix socket path must fit in 108 bytes, and
+        # trial's temp paths grow with the checkout's own path.
+        directory = tempfile.mkdtemp(prefix="sdn-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "notify.sock")
         server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.addCleanup(server.close)
         server.bind(path)

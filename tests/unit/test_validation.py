@@ -4,6 +4,8 @@ Tests for L{containerd_tx.validation}: ids, bundles, stdio paths and signals, ch
 
 import json
 import os
+import shutil
+import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -244,8 +246,10 @@ class StdioTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.dir = os.path.abspath(self.mktemp())
-        os.makedirs(self.dir)
+        # Short and under /tmp: test_socket binds a unix socket here, whose
+        # path must fit in 108 bytes wherever the checkout lives.
+        self.dir = tempfile.mkdtemp(prefix="stdio-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.dir, True)
 
     def assertInvalid(self, path, name, *words):
         with self.assertRaises(InvalidArgument, msg=f"{name} {path!r}") as caught:
