@@ -14,6 +14,7 @@ from ctr.execute import exec_command
 from ctr.signals import SIGNAL
 from ctr.stats import stats
 from ctr.update import pause, resume, update
+from ctr.wait import wait
 
 #: The columns of C{ctr containers list}; C{--verbose} adds LABELS.
 HEADERS = ["ID", "PATH", "STATUS", "PID1"]
@@ -85,6 +86,7 @@ Examples:
   ctr containers exec --id web -a -t -- sh
   ctr containers kill -s KILL web
   ctr containers stats web
+  ctr containers wait web
 """,
 )
 @_list_options
@@ -197,5 +199,5 @@ def kill(signum, pid, container_id):
     cli.api().Signal(containerd_pb2.SignalRequest(id=container_id, pid=pid, signal=signum))
 
 
-for _command in (exec_command, pause, resume, update, stats):
+for _command in (exec_command, pause, resume, update, stats, wait):
     containers.add_command(_command)

@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.unit.test_ctr_wait -*-
+"""
+C{ctr containers wait}: block until a process of a container exits and print its exit status.
+"""
+
+import click
+import grpc
+from google.protobuf import timestamp_pb2
+
+from containerd_tx.api import containerd_pb2
+from ctr import cli, client, events
+from ctr.stdio import wait_for_exit
+
+
+def stored_exit(stub, container_id, process_id):
+    """
+    @return: the exit status of the last stored C{exit} event of process C{process_id} of container
+        C{container_id}, or C{None} when the event log holds none.
+    """
+    request = containerd_pb2.EventsRequest(id=container_id, storedOnly=True,
+                                           timestamp=timestamp_pb2.Timestamp(seconds=0))
+    status = None
+    for event in stub.Events(request):
+        if event.type == "exit" and event.pid == process_id:
+            status = event.status
+    return status
+
+
+def is_running(stub, container_id, process_id):
+    """
+    @return: whether container C{container_id} exists and has a process C{process_id}.
+    @raise grpc.RpcError: for errors other than NOT_FOUND.
+    """
+    try:
+        state = stub.State(containerd_pb2.StateRequest(id=container_id))
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+    return any(process.pid == process_id for c in state.containers if c.id == container_id
+               for process in c.processes)
+
+
+def wait_status(stub, container_id, process_id):
+    """
+    Wait for a process to exit, or find how it exited if it already has.
+
+    The events stream is opened from a moment before the state is asked for, so an exit between the
+    two is still seen.
+
+    @return: the process's exit status.
+    @raise client.ClientError: when the process is neither running nor in the event log.
+    """
+    stream = stub.Events(containerd_pb2.EventsRequest(id=container_id, timestamp=events.now()))
+    try:
+        if is_running(stub, container_id, process_id):
+            return wait_for_exit(stream, container_id, process_id)
+    finally:
+        stream.cancel()
+    status = stored_exit(stub, container_id, process_id)
+    if status is None:
+        what = "" if process_id == "init" else f"process {process_id} of "
+        raise client.ClientError(f"{what}container {container_id} not found")
+    return status
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  ctr containers wait web               # prints 137 after: ctr containers kill -s KILL web
+  ctr containers wait -p worker web
+  status=$(ctr containers wait web)
+
+If the process has already exited, its status is taken from the daemon's event log.
+""",
+)
+@click.option("--pid", "-p", default="init", show_default=True, help="Process id in the container.")
+@cli.container_id_argument()
+def wait(pid, container_id):
+    """Wait for a process of container ID to exit; print its exit status."""
+    click.echo(wait_status(cli.api(), container_id, pid))
