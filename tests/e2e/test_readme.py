@@ -2,8 +2,8 @@
 The README's ctr walkthrough, run as an end-to-end script: every C{$ command} of its console block runs in
 bash from the repository root against a real daemon, and must succeed and print what the README shows.
 
-Two things are changed so that the test cannot meet a user's own containers: the bundle path C{/tmp/demo}
-becomes a directory of the test's, and the container ids C{demo} and C{demo2} get a suffix unique to the
+Two things are changed so that the test cannot meet a user's own containers: the bundle paths C{/tmp/demo}
+and C{/tmp/greeter} move into a directory of the test's, and the container ids get a suffix unique to the
 test (runc shares the cgroups of containers of the same id). Outputs are compared line by line and word by
 word; words that are numbers (pids, times, sizes, percentages, versions) and size units may differ.
 """
@@ -99,15 +99,15 @@ class ReadmeWalkthroughTests(CtrTestCase):
         self.assertGreater(len(steps), 10)
         commands = " ".join(command for command, _ in steps)
         for needed in ("containers start", "containers exec", "checkpoints create", "--checkpoint",
-                       "events", "stats", "containers wait"):
+                       "events", "stats", "containers wait", "--attach", "completion"):
             self.assertIn(needed, commands)
 
-        bundle = os.path.join(self.daemon.workdir, "bundle")
+        bundles = os.path.join(self.daemon.workdir, "bundles")
         suffix = "-" + secrets.token_hex(3)
 
         def localize(text):
-            text = text.replace("/tmp/demo", bundle)
-            return re.sub(r"\bdemo(2?)\b", lambda m: f"demo{m.group(1)}{suffix}", text)
+            text = re.sub(r"/tmp/(demo|greeter)\b", lambda m: os.path.join(bundles, m.group(1)), text)
+            return re.sub(r"\b(demo2?|greeter)\b", lambda m: m.group(1) + suffix, text)
 
         bin_dir = os.path.join(self.daemon.workdir, "bin")
         os.mkdir(bin_dir)

@@ -16,6 +16,7 @@ from containerd_tx import __version__
 from containerd_tx.options import DEFAULT_SOCKET, DEFAULT_STATE_DIR, DaemonOptions, parse_listen_address
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "README.md")
 
 ALL_OPTIONS = (
     "--id", "--debug", "--state-dir", "--concurrency", "--metrics-interval", "--listen", "--oom-notify",
@@ -460,6 +461,17 @@ class TwistdPluginTests(TestCase):
         self.assertNotIn("Traceback", result.stdout + result.stderr)
         for option in ALL_OPTIONS:
             self.assertIn(option, result.stdout)
+
+    def test_help_in_readme(self):
+        """
+        The README's "Daemon options" shows --help exactly as it is.
+        """
+        result = _twistd(self, "--help")
+        with open(README, encoding="utf-8") as f:
+            readme = f.read()
+        start = readme.index("`twistd -n containerd --help`:")
+        block = readme[readme.index("```\n", start) + 4:]
+        self.assertEqual(block[:block.index("```")], result.stdout)
 
     def test_bad_value(self):
         """
