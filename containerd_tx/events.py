@@ -12,7 +12,7 @@ import collections
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from twisted.logger import Logger
 
@@ -63,6 +63,8 @@ class EventLog:
         self._retain = retain
         self._clock = clock
         self._events = collections.deque(maxlen=retain)
+        #: (type, id, pid, system_pid) -> how many retained events have it, so that L{has} is one lookup.
+        self._keys = collections.Counter()
         self._subscribers = set()
         self._last_ns = 0
         self._lines_on_disk = 0
@@ -92,7 +94,7 @@ class EventLog:
         now = max(self._clock(), self._last_ns + 1)
         self._last_ns = now
         event = Event(type, container_id, pid, status, now, system_pid)
-        self._events.append(event)
+        self._retain_event(event)
         if self._counter is not None:
             self._counter.inc()
         if self._fd is not None:
@@ -130,15 +132,17 @@ class EventLog:
         """
         Whether an event of this type for this exact process (host pid included) is already in the log.
         """
-        for event in reversed(self._events):
-            if (
-                event.type == type
-                and event.id == container_id
-                and event.pid == process_id
-                and event.system_pid == system_pid
-            ):
-                return True
-        return False
+        return (type, container_id, process_id, system_pid) in self._keys
+
+    def _retain_event(self, event):
+        if len(self._events) == self._events.maxlen:
+            oldest = self._events[0]
+            key = (oldest.type, oldest.id, oldest.pid, oldest.system_pid)
+            self._keys[key] -= 1
+            if not self._keys[key]:
+                del self._keys[key]
+        self._events.append(event)
+        self._keys[(event.type, event.id, event.pid, event.system_pid)] += 1
 
     def has_exit(self, container_id, process_id, system_pid):
         """Whether the exit of this exact process is already in the log."""
@@ -156,7 +160,7 @@ class EventLog:
             self._fd = None
 
     def _append(self, event):
-        line = json.dumps(asdict(event), separators=(",", ":")).encode() + b"\n"
+        line = _line(event)
         try:
             os.write(self._fd, line)
         except OSError as e:
@@ -167,9 +171,7 @@ class EventLog:
             self._compact()
 
     def _compact(self):
-        data = b"".join(
-            json.dumps(asdict(e), separators=(",", ":")).encode() + b"\n" for e in self._events
-        )
+        data = b"".join(_line(e) for e in self._events)
         write_atomically(self._path, data)
         os.close(self._fd)
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
@@ -195,7 +197,7 @@ class EventLog:
                 # A torn last line after a crash, or garbage: skip it, the rest is good.
                 damaged = True
                 continue
-            self._events.append(event)
+            self._retain_event(event)
             self._last_ns = max(self._last_ns, event.timestamp_ns)
         self._lines_on_disk = len(lines)
         return damaged
@@ -210,3 +212,10 @@ class _Subscription:
     def cancel(self):
         """Stop delivering events to this subscriber."""
         self._log._subscribers.discard(self)
+
+
+def _line(event):
+    """One event as a line of the event log file."""
+    record = {"type": event.type, "id": event.id, "pid": event.pid, "status": event.status,
+              "timestamp_ns": event.timestamp_ns, "system_pid": event.system_pid}
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"

@@ -186,13 +186,18 @@ class StateStore:
         Record processes (and the container itself, when given) before the runtime acts on them; the Deferred
         fails if the disk refuses.
         """
-        return self._write(self._save_all, container_id, container, list(processes), fail=True)
+        return self._write(_write_records, self._records(container_id, container, processes), fail=True)
 
-    def _save_all(self, container_id, container, processes):
+    def _records(self, container_id, container, processes):
+        # Serialized here, in the caller's (the reactor's) thread: the writer thread only ever sees bytes, never
+        # the supervisor's objects.
+        directory = self.container_dir(container_id)
+        records = []
         if container is not None:
-            self._save_container(container)
+            records.append((directory, "container.json", _dump(container.to_record())))
         for process in processes:
-            self._save_process(container_id, process)
+            records.append((directory, f"process-{process.id}.json", _dump(process.to_record())))
+        return records
 
     def container_dir(self, container_id):
         """The folder of one container's records."""
@@ -208,24 +213,15 @@ class StateStore:
 
     def save_container(self, container):
         """Write (or rewrite) a container's own record."""
-        return self._write(self._save_container, container)
-
-    def _save_container(self, container):
-        directory = self.container_dir(container.id)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        write_atomically(os.path.join(directory, "container.json"), _dump(container.to_record()))
+        return self._write(_write_records, self._records(container.id, container, ()))
 
     def save_process(self, container_id, process):
         """Write (or rewrite) one process record of a container."""
-        return self._write(self._save_process, container_id, process)
+        return self._write(_write_records, self._records(container_id, None, [process]))
 
     def save_started(self, container, process):
         """Rewrite a container's record and one of its processes (after a start), in one go."""
-        return self._write(self._save_all, container.id, container, [process])
-
-    def _save_process(self, container_id, process):
-        path = os.path.join(self.container_dir(container_id), f"process-{process.id}.json")
-        write_atomically(path, _dump(process.to_record()))
+        return self._write(_write_records, self._records(container.id, container, [process]))
 
     def remove_process(self, container_id, process_id):
         """Forget one process (its record, pid file and exit record)."""
@@ -303,6 +299,15 @@ class StateStore:
                 log.warn("removing container {id}: unreadable record ({e})", id=container_id, e=e)
                 shutil.rmtree(directory, ignore_errors=True)
         return containers
+
+
+def _write_records(records):
+    for directory, name, data in records:
+        if name == "container.json":
+            # Only a container's own record makes its folder: a late process record of a removed container
+            # fails instead of leaving a folder behind.
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        write_atomically(os.path.join(directory, name), data)
 
 
 def _read_json(path):

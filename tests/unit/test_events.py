@@ -503,6 +503,19 @@ class HasExitTests(SynchronousTestCase):
         self.addCleanup(second.close)
         self.assertTrue(second.has_exit("c", "init", 4321))
 
+    def test_same_exit_twice_then_one_forgotten(self):
+        """
+        Two retained copies of the same event: it is still found after the older falls out, not after both.
+        """
+        log = EventLog(None, 2)
+        log.emit(events.EXIT, "c", "init", 0, system_pid=5)
+        log.emit(events.EXIT, "c", "init", 0, system_pid=5)
+        log.emit(events.OOM, "d")
+        self.assertTrue(log.has_exit("c", "init", 5))
+        log.emit(events.OOM, "d")
+        self.assertFalse(log.has_exit("c", "init", 5))
+        self.assertTrue(log.has(events.OOM, "d", "", 0))
+
     def test_forgotten_exit(self):
         """
         An exit that fell out of the retained events is not found.

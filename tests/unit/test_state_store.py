@@ -154,6 +154,33 @@ class StateStoreTests(SynchronousTestCase):
         self.assertEqual(loaded[0].init.system_pid, 4242)
         self.assertEqual(loaded[0].processes["exec1"].system_pid, 4343)
 
+    def test_records_name_every_field(self):
+        """
+        The hand-written records carry every field of the model (a field added later must be saved too).
+        """
+        import dataclasses
+
+        container = _container("c1")
+        self.assertEqual(set(container.to_record()),
+                         {f.name for f in dataclasses.fields(Container)} - {"processes"})
+        self.assertEqual(set(container.init.to_record()), {f.name for f in dataclasses.fields(Process)})
+        self.assertEqual(set(container.init.to_record()["user"]), {f.name for f in dataclasses.fields(User)})
+
+    def test_records_are_copies(self):
+        """
+        A record does not share lists with the live model: changing the model later cannot change what is
+        being written.
+        """
+        container = _container("c1")
+        record = container.init.to_record()
+        container_record = container.to_record()
+        container.init.args.append("x")
+        container.init.user.additional_gids.append(99)
+        container.labels.append("later")
+        self.assertEqual(record["args"], ["sh", "-c", "sleep 100"])
+        self.assertEqual(record["user"]["additional_gids"], [10, 20])
+        self.assertEqual(container_record["labels"], ["a=b", "c"])
+
     def test_fresh_store_on_same_dir(self):
         """
         A new store on the same state dir (a restarted daemon) reads what the old one saved.
