@@ -230,3 +230,26 @@ __all__ = [
     "BenchDaemon", "print_timer", "summary", "shared_rootfs", "signal", "proc_memory", "proc_fds", "proc_threads",
     "proc_cpu_seconds", "proc_children", "load_average", "create_containers", "kill_all_containers",
 ]
+
+
+def _cpu_times():
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return idle, sum(fields)
+
+
+def settle(idle_fraction=0.9, window=0.5, limit=15.0):
+    """
+    Wait until the machine is quiet (at least C{idle_fraction} of all CPU time idle over C{window} seconds), at
+    most C{limit} seconds: a round must not pay for the cgroup and process teardown the kernel is still doing
+    for the previous one. @return: the seconds waited.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        idle0, total0 = _cpu_times()
+        time.sleep(window)
+        idle1, total1 = _cpu_times()
+        if total1 > total0 and (idle1 - idle0) / (total1 - total0) >= idle_fraction:
+            break
+    return time.monotonic() - started

@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    BenchDaemon, cleanup_dir, kill_all_raw, print_timer, raw_runtime_root, reap_children, shared_rootfs, summary,
+    BenchDaemon, cleanup_dir, kill_all_raw, print_timer, raw_runtime_root, reap_children, settle, shared_rootfs,
+    summary,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
 from tests.support import bundles  # noqa: E402
@@ -128,9 +129,16 @@ def main():
         bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "100000"], rootfs)
         raw_root = raw_runtime_root(daemon.workdir, args.runtime)
         results = {"daemon": [], "raw": []}
+        rounds = {
+            "daemon": lambda r: daemon_round(daemon, bundle, args.count, args.concurrency, f"d{r}"),
+            "raw": lambda r: raw_round(args.runtime, raw_root, bundle, args.count, args.concurrency, f"r{r}"),
+        }
         for r in range(args.rounds):
-            results["daemon"].append(daemon_round(daemon, bundle, args.count, args.concurrency, f"d{r}"))
-            results["raw"].append(raw_round(args.runtime, raw_root, bundle, args.count, args.concurrency, f"r{r}"))
+            # Each round starts on a quiet machine, and who goes first alternates: neither side pays more often
+            # for the kernel's teardown of the round before.
+            for kind in (("daemon", "raw") if r % 2 == 0 else ("raw", "daemon")):
+                settle()
+                results[kind].append(rounds[kind](r))
             print(f"round {r + 1}: daemon {args.count / results['daemon'][-1][0]:.1f}/s, "
                   f"raw {args.count / results['raw'][-1][0]:.1f}/s", flush=True)
     finally:

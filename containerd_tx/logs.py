@@ -6,11 +6,13 @@ Log output for the daemon: twisted.logger events filtered by level, as text line
 import sys
 
 from twisted.logger import (
+    FileLogObserver,
     FilteringLogObserver,
     LogLevel,
     LogLevelFilterPredicate,
+    formatEventAsClassicLogText,
+    formatTime,
     jsonFileLogObserver,
-    textFileLogObserver,
 )
 
 _LEVELS = {
@@ -32,6 +34,29 @@ def make_observer(level="info", fmt="text", stream=None):
     if fmt == "json":
         observer = jsonFileLogObserver(stream, recordSeparator="")
     else:
-        observer = textFileLogObserver(stream)
+        observer = FileLogObserver(stream, _TextFormat())
     predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[level])
     return FilteringLogObserver(observer, [predicate])
+
+
+class _TextFormat:
+    """
+    Twisted's classic text line (what C{textFileLogObserver} writes), with the time text computed once per
+    second: Twisted works out the local UTC offset for every event, which cost as much as the rest of the line
+    when containers start by the hundred.
+    """
+
+    def __init__(self):
+        self._second = None
+        self._text = ""
+
+    def _time(self, when):
+        if when is None:
+            return formatTime(when)
+        second = int(when)
+        if second != self._second:
+            self._second, self._text = second, formatTime(second)
+        return self._text
+
+    def __call__(self, event):
+        return formatEventAsClassicLogText(event, formatTime=self._time)

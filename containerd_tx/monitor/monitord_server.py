@@ -336,6 +336,8 @@ class Monitor:
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             log("prctl(PR_SET_CHILD_SUBREAPER) failed: %s" % (os.strerror(ctypes.get_errno()),))
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        # A plain copy: posix_spawn re-encodes an os.environ mapping on every call.
+        self.environ = dict(os.environ)
 
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         wake_r, wake_w = os.pipe()
@@ -620,7 +622,7 @@ class Monitor:
             raise BadRequest("argv[0] must be an absolute path")
         env = req.get("env")
         if env is None:
-            env = os.environ
+            env = self.environ
         elif not isinstance(env, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and k and "=" not in k for k, v in env.items()
         ):
