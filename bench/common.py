@@ -54,12 +54,15 @@ class BenchDaemon(Daemon):
     """A daemon for benchmarks: its own temp dir, no test case; stop() and destroy() by hand."""
 
     @classmethod
-    def start_new(cls, args=(), runtime="runc"):
+    def start_new(cls, args=(), runtime="runc", parent=None):
+        """
+        @param parent: the folder to work in (state dir, runtime roots, bundles); default C{$TMPDIR} or /tmp.
+        """
         reason = bundles.requirements_missing(runtime)
         if reason:
             raise SystemExit(f"bench: {reason}")
         processes.become_subreaper()
-        workdir = tempfile.mkdtemp(prefix="ctx-bench-")
+        workdir = tempfile.mkdtemp(prefix="ctx-bench-", dir=parent)
         daemon = cls(workdir, args, runtime)
         daemon.start()
         return daemon
@@ -253,3 +256,17 @@ def settle(idle_fraction=0.9, window=0.5, limit=15.0):
         if total1 > total0 and (idle1 - idle0) / (total1 - total0) >= idle_fraction:
             break
     return time.monotonic() - started
+
+
+def filesystem_type(path):
+    """@return: the type of the filesystem C{path} is on (ext4, tmpfs, ...), from /proc/mounts."""
+    path = os.path.realpath(path)
+    best, kind = "", "unknown"
+    with open("/proc/mounts") as f:
+        for line in f:
+            _, mount_point, fs_type = line.split()[:3]
+            mount_point = mount_point.replace("\\040", " ")
+            inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+            if inside and len(mount_point) > len(best):
+                best, kind = mount_point, fs_type
+    return kind

@@ -5,6 +5,7 @@ bundles started by the raw runtime (`runc run -d`), rounds alternating, in one r
 
     python3 bench/start_throughput.py                 # N=200, C=10, runc, 1 round of each
     python3 bench/start_throughput.py -n 1000 --rounds 3 --runtime crun
+    python3 bench/start_throughput.py --rounds 3 --dir /dev/shm    # state on a tmpfs, as /run on systemd hosts
 
 Prints containers/sec and start-time percentiles for both, the ratios daemon/raw, and teardown times; the
 last line is a one-line summary.
@@ -23,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    BenchDaemon, cleanup_dir, kill_all_raw, print_timer, raw_runtime_root, reap_children, settle, shared_rootfs,
+    BenchDaemon, cleanup_dir, filesystem_type, kill_all_raw, print_timer, raw_runtime_root, reap_children, settle, shared_rootfs,
     summary,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
@@ -120,10 +121,15 @@ def main():
     parser.add_argument("--runtime", default="runc", help="runc or crun (default runc)")
     parser.add_argument("--daemon-concurrency", type=int, default=None,
                         help="the daemon's --concurrency (default: same as -c)")
+    parser.add_argument("--dir", default=None,
+                        help="where the state dir, both runtime roots and the bundle go (default: $TMPDIR or /tmp); "
+                             "a tmpfs such as /dev/shm matches /run, the default of both, on a systemd host")
     args = parser.parse_args()
 
     daemon = BenchDaemon.start_new(args=["--concurrency", str(args.daemon_concurrency or args.concurrency)],
-                                   runtime=args.runtime)
+                                   runtime=args.runtime, parent=args.dir)
+    fs_type = filesystem_type(daemon.workdir)
+    print(f"working in {daemon.workdir} ({fs_type}), {os.cpu_count()} CPUs", flush=True)
     try:
         rootfs = shared_rootfs(daemon.workdir)
         bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "100000"], rootfs)
@@ -163,7 +169,8 @@ def main():
           f" p99 {d_stats['99%'] / r_stats['99%']:.2f}")
     print(f"containers/sec {d_rate:.1f} raw {r_rate:.1f} ratio {d_rate / r_rate:.2f} "
           f"p99 {d_stats['99%'] * 1000:.0f}ms raw-p99 {r_stats['99%'] * 1000:.0f}ms "
-          f"p99-ratio {d_stats['99%'] / r_stats['99%']:.2f} (N={args.count} C={args.concurrency} {args.runtime})")
+          f"p99-ratio {d_stats['99%'] / r_stats['99%']:.2f} (N={args.count} C={args.concurrency} {args.runtime}, "
+          f"{fs_type})")
 
 
 if __name__ == "__main__":
