@@ -14,6 +14,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from containerd_tx.state_store import filesystem_type  # noqa: E402,F401  (re-exported for the scripts)
 from tests.support import bundles, processes  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402
 
@@ -256,17 +257,3 @@ def settle(idle_fraction=0.9, window=0.5, limit=15.0):
         if total1 > total0 and (idle1 - idle0) / (total1 - total0) >= idle_fraction:
             break
     return time.monotonic() - started
-
-
-def filesystem_type(path):
-    """@return: the type of the filesystem C{path} is on (ext4, tmpfs, ...), from /proc/mounts."""
-    path = os.path.realpath(path)
-    best, kind = "", "unknown"
-    with open("/proc/mounts") as f:
-        for line in f:
-            _, mount_point, fs_type = line.split()[:3]
-            mount_point = mount_point.replace("\\040", " ")
-            inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
-            if inside and len(mount_point) > len(best):
-                best, kind = mount_point, fs_type
-    return kind

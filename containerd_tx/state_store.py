@@ -34,6 +34,29 @@ log = Logger()
 
 _TMP_PREFIX = ".tmp-"
 
+#: Filesystems whose files live in memory, where fsync does nothing.
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+
+
+def filesystem_type(path, mounts="/proc/mounts"):
+    """@return: the type of the filesystem C{path} is on (ext4, tmpfs, ...), or C{"unknown"}."""
+    path = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open(mounts) as f:
+            lines = f.readlines()
+    except OSError:
+        return kind
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, kind = mount_point, fields[2]
+    return kind
+
 
 _batch = threading.local()
 

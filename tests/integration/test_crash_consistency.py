@@ -29,6 +29,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
+from containerd_tx.state_store import filesystem_type
 from tests.support import bundles, processes
 from tests.support.daemon import Daemon, create_request, wait_for
 from tests.support.events import EventCollector
@@ -99,10 +100,13 @@ class Schedule:
 
 class CrashConsistencyTests(TestCase):
 
+    #: Where the test's folder (state dir, bundles) goes; None for $TMPDIR or /tmp.
+    workdir_parent = None
+
     def setUp(self):
         self.seed = int(os.environ.get("CTX_CRASH_SEED", DEFAULT_SEED))
         print(f"\ncrash consistency: seed {self.seed} (replay with CTX_CRASH_SEED={self.seed})")
-        self.daemon = Daemon.for_test(self, args=("--retain-count", "5000"))
+        self.daemon = Daemon.for_test(self, args=("--retain-count", "5000"), parent=self.workdir_parent)
         self.rootfs = bundles.make_rootfs(os.path.join(self.daemon.workdir, "rootfs"))
         # Unique ids: runc's cgroup is /<id> whatever the daemon, so ids shared with tests running beside this
         # one would share (and pause, and delete) cgroups.
@@ -476,6 +480,19 @@ def _spawn_with_pid(pid, argv, attempts=50):
         child.kill()
         child.wait()
     return None
+
+
+class TmpfsCrashConsistencyTests(CrashConsistencyTests):
+    """
+    The same with the state dir on a tmpfs, where records are written inline rather than by the writer thread.
+    """
+
+    workdir_parent = "/dev/shm"
+
+    def setUp(self):
+        if filesystem_type(self.workdir_parent) != "tmpfs":
+            raise SkipTest(f"{self.workdir_parent} is not a tmpfs here")
+        super().setUp()
 
 
 class PidReuseTests(TestCase):

@@ -21,9 +21,12 @@ class LifecycleTestCase(TestCase):
 
     daemon_args = ()
     runtime = "runc"
+    #: Where the test's folder (state dir, bundles) goes; None for $TMPDIR or /tmp.
+    workdir_parent = None
 
     def setUp(self):
-        self.daemon = Daemon.for_test(self, args=self.daemon_args, runtime=self.runtime)
+        self.daemon = Daemon.for_test(self, args=self.daemon_args, runtime=self.runtime,
+                                      parent=self.workdir_parent)
         self.rootfs = bundles.make_rootfs(os.path.join(self.daemon.workdir, "rootfs"))
         self.events = EventCollector(self.daemon.stub)
         self.addCleanup(self.events.close)

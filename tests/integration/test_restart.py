@@ -5,7 +5,10 @@ Containers outlive the daemon: a restarted daemon adopts them and reports exits 
 import os
 import signal
 
+from twisted.trial.unittest import SkipTest
+
 from containerd_tx.api import containerd_pb2 as pb
+from containerd_tx.state_store import filesystem_type
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support import processes
 from tests.support.daemon import wait_for
@@ -85,3 +88,19 @@ class RestartTests(LifecycleTestCase):
         self.assertFalse(replay._thread.is_alive(), "storedOnly stream did not end")
         self.assertEqual([(e.type, e.pid, e.status) for e in replay.events],
                          [("start-container", "init", 0), ("exit", "init", 5)])
+
+
+class TmpfsRestartTests(RestartTests):
+    """
+    The same with the state dir on a tmpfs (as /run/containerd is on a systemd host), where the daemon writes
+    its records inline instead of through the writer thread.
+    """
+
+    workdir_parent = "/dev/shm"
+
+    def setUp(self):
+        if filesystem_type(self.workdir_parent) != "tmpfs":
+            raise SkipTest(f"{self.workdir_parent} is not a tmpfs here")
+        super().setUp()
+        with open(self.daemon.log_path) as f:
+            self.assertIn("records written inline", f.read())

@@ -55,9 +55,10 @@ class Daemon:
         self.starts = 0
 
     @classmethod
-    def for_test(cls, testcase, args=(), start=True, runtime="runc"):
+    def for_test(cls, testcase, args=(), start=True, runtime="runc", parent=None):
         """
-        A daemon in a fresh temp dir, stopped and cleaned (containers, monitor, files) after the test.
+        A daemon in a fresh temp dir (under C{parent}, default C{$TMPDIR} or /tmp), stopped and cleaned
+        (containers, monitor, files) after the test.
         """
         reason = bundles.requirements_missing(runtime)
         if reason:
@@ -65,7 +66,7 @@ class Daemon:
 
             raise SkipTest(reason)
         processes.become_subreaper()
-        workdir = tempfile.mkdtemp(prefix="ctx-test-")
+        workdir = tempfile.mkdtemp(prefix="ctx-test-", dir=parent)
         daemon = cls(workdir, args, runtime)
         testcase.addCleanup(daemon.destroy)
         if start:

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from containerd_tx import state_store
 
 from containerd_tx.model import INIT, RUNNING, Container, Process, User
-from containerd_tx.state_store import StateStore, write_atomically
+from containerd_tx.state_store import StateStore, filesystem_type, write_atomically
 
 
 def _container(container_id="c1"):
@@ -400,3 +400,26 @@ class OrderedWriterTests(TestCase):
                   self.writer(shutil.rmtree, folder)]
         yield defer.gatherResults(writes)
         self.assertFalse(os.path.exists(folder))
+
+
+class FilesystemTypeTests(SynchronousTestCase):
+    """
+    L{filesystem_type} finds the mount a path is on: the longest mount point containing it.
+    """
+
+    def test_longest_mount_wins(self):
+        mounts = os.path.abspath(self.mktemp())
+        with open(mounts, "w") as f:
+            f.write("/dev/vda / ext4 rw 0 0\n"
+                    "tmpfs /run tmpfs rw 0 0\n"
+                    "tmpfs /run/user/0 tmpfs rw 0 0\n"
+                    "/dev/vdb /srv/with\\040space xfs rw 0 0\n"
+                    "short line\n")
+        self.assertEqual(filesystem_type("/run/containerd", mounts), "tmpfs")
+        self.assertEqual(filesystem_type("/run", mounts), "tmpfs")
+        self.assertEqual(filesystem_type("/running", mounts), "ext4")
+        self.assertEqual(filesystem_type("/srv/with space/x", mounts), "xfs")
+        self.assertEqual(filesystem_type("/var/lib", mounts), "ext4")
+
+    def test_unreadable_mounts(self):
+        self.assertEqual(filesystem_type("/", "/nonexistent/mounts"), "unknown")
