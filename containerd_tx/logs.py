@@ -47,16 +47,19 @@ class _TextFormat:
     """
 
     def __init__(self):
-        self._second = None
-        self._text = ""
+        # One attribute, replaced whole: a thread logging at the same time sees an old or a new pair, never
+        # a second with another second's text.
+        self._cached = (None, "")
 
     def _time(self, when):
         if when is None:
             return formatTime(when)
         second = int(when)
-        if second != self._second:
-            self._second, self._text = second, formatTime(second)
-        return self._text
+        cached_second, text = self._cached
+        if second != cached_second:
+            text = formatTime(second)
+            self._cached = (second, text)
+        return text
 
     def __call__(self, event):
         return formatEventAsClassicLogText(event, formatTime=self._time)

@@ -11,8 +11,10 @@ Layout (every file written atomically: temporary file, fsync, rename)::
 
 Ids are validated before they reach here, so a path built from one never leaves its folder.
 
-Writes go through a writer (in the daemon: an L{OrderedWriter}, one dedicated thread committing in batches), so
-fsync never stalls the reactor, and changes happen in the order they were asked for. Every mutating method returns a Deferred that fires once the change
+On a disk, writes go through a writer (in the daemon: an L{OrderedWriter}, one dedicated thread committing in
+batches), so fsync never stalls the reactor, and changes happen in the order they were asked for. On a tmpfs,
+where fsync does nothing, the daemon has no writer and writes inline. Records are serialized by the caller, so
+the writer thread only ever handles bytes. Every mutating method returns a Deferred that fires once the change
 is on disk. Those the daemon must not act before (a record written before the runtime starts a container) are
 awaited; the rest are ordered behind them, and their failures are logged.
 """
@@ -21,6 +23,7 @@ import ctypes
 import json
 import os
 import queue
+import re
 import shutil
 import threading
 
@@ -39,9 +42,12 @@ MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 
 
 def filesystem_type(path, mounts="/proc/mounts"):
-    """@return: the type of the filesystem C{path} is on (ext4, tmpfs, ...), or C{"unknown"}."""
+    """
+    @return: the type of the filesystem C{path} is on (ext4, tmpfs, ...), or C{"unknown"}: the last mount in
+        C{mounts} whose mount point contains C{path}, since a later mount hides what it covers.
+    """
     path = os.path.realpath(path)
-    best, kind = "", "unknown"
+    kind = "unknown"
     try:
         with open(mounts) as f:
             lines = f.readlines()
@@ -51,10 +57,10 @@ def filesystem_type(path, mounts="/proc/mounts"):
         fields = line.split()
         if len(fields) < 3:
             continue
-        mount_point = fields[1].replace("\\040", " ")
-        inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, kind = mount_point, fields[2]
+        # /proc/mounts writes space, tab, newline and backslash as octal escapes.
+        mount_point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
+        if path == mount_point or path.startswith(mount_point.rstrip("/") + "/"):
+            kind = fields[2]
     return kind
 
 

@@ -12,8 +12,10 @@ from ctr import cli, client, events
 from ctr.stdio import wait_for_exit
 
 
-def stored_exit(stub, container_id, process_id):
+def stored_exit(stub, container_id, process_id, since_last_start=False):
     """
+    @param since_last_start: count only exits after the container's last C{start-container} event (the
+        exits of the container now listed, not of an earlier one with the same id).
     @return: the exit status of the last stored C{exit} event of process C{process_id} of container
         C{container_id}, or C{None} when the event log holds none.
     """
@@ -21,39 +23,47 @@ def stored_exit(stub, container_id, process_id):
                                            timestamp=timestamp_pb2.Timestamp(seconds=0))
     status = None
     for event in stub.Events(request):
-        if event.type == "exit" and event.pid == process_id:
+        if event.type == "start-container" and since_last_start:
+            status = None
+        elif event.type == "exit" and event.pid == process_id:
             status = event.status
     return status
 
 
-def is_running(stub, container_id, process_id):
+def listed_container(stub, container_id):
     """
-    @return: whether container C{container_id} exists and has a process C{process_id}.
+    @return: the C{Container} named C{container_id} as State lists it, or C{None}.
     @raise grpc.RpcError: for errors other than NOT_FOUND.
     """
     try:
         state = stub.State(containerd_pb2.StateRequest(id=container_id))
     except grpc.RpcError as error:
         if error.code() == grpc.StatusCode.NOT_FOUND:
-            return False
+            return None
         raise
-    return any(process.pid == process_id for c in state.containers if c.id == container_id
-               for process in c.processes)
+    return next((c for c in state.containers if c.id == container_id), None)
 
 
 def wait_status(stub, container_id, process_id):
     """
     Wait for a process to exit, or find how it exited if it already has.
 
-    The events stream is opened from a moment before the state is asked for, so an exit between the
-    two is still seen.
+    The events stream is opened from a moment before the state is read, so an exit after that moment is on
+    the stream, and one before it is in the stored log.
 
     @return: the process's exit status.
     @raise client.ClientError: when the process is neither running nor in the event log.
     """
     stream = stub.Events(containerd_pb2.EventsRequest(id=container_id, timestamp=events.now()))
     try:
-        if is_running(stub, container_id, process_id):
+        container = listed_container(stub, container_id)
+        if container is not None and any(p.pid == process_id for p in container.processes):
+            if container.status == "stopped" and process_id == "init":
+                # The init has exited: the container is listed until the runtime has deleted it, and its
+                # exit event may be older than the stream.
+                status = stored_exit(stub, container_id, process_id, since_last_start=True)
+                if status is not None:
+                    return status
             return wait_for_exit(stream, container_id, process_id)
     finally:
         stream.cancel()

@@ -29,9 +29,8 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
-from containerd_tx.state_store import filesystem_type
 from tests.support import bundles, processes
-from tests.support.daemon import Daemon, create_request, wait_for
+from tests.support.daemon import Daemon, TmpfsStateDir, create_request, wait_for
 from tests.support.events import EventCollector
 
 DEFAULT_SEED = 7_2024
@@ -482,17 +481,10 @@ def _spawn_with_pid(pid, argv, attempts=50):
     return None
 
 
-class TmpfsCrashConsistencyTests(CrashConsistencyTests):
+class TmpfsCrashConsistencyTests(TmpfsStateDir, CrashConsistencyTests):
     """
     The same with the state dir on a tmpfs, where records are written inline rather than by the writer thread.
     """
-
-    workdir_parent = "/dev/shm"
-
-    def setUp(self):
-        if filesystem_type(self.workdir_parent) != "tmpfs":
-            raise SkipTest(f"{self.workdir_parent} is not a tmpfs here")
-        super().setUp()
 
 
 class PidReuseTests(TestCase):

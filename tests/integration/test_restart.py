@@ -5,13 +5,11 @@ Containers outlive the daemon: a restarted daemon adopts them and reports exits 
 import os
 import signal
 
-from twisted.trial.unittest import SkipTest
 
 from containerd_tx.api import containerd_pb2 as pb
-from containerd_tx.state_store import filesystem_type
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support import processes
-from tests.support.daemon import wait_for
+from tests.support.daemon import TmpfsStateDir, wait_for
 from tests.support.events import EventCollector
 
 TRAP_42 = ("sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done")
@@ -90,17 +88,8 @@ class RestartTests(LifecycleTestCase):
                          [("start-container", "init", 0), ("exit", "init", 5)])
 
 
-class TmpfsRestartTests(RestartTests):
+class TmpfsRestartTests(TmpfsStateDir, RestartTests):
     """
     The same with the state dir on a tmpfs (as /run/containerd is on a systemd host), where the daemon writes
     its records inline instead of through the writer thread.
     """
-
-    workdir_parent = "/dev/shm"
-
-    def setUp(self):
-        if filesystem_type(self.workdir_parent) != "tmpfs":
-            raise SkipTest(f"{self.workdir_parent} is not a tmpfs here")
-        super().setUp()
-        with open(self.daemon.log_path) as f:
-            self.assertIn("records written inline", f.read())

@@ -238,3 +238,24 @@ def _children_of(pid):
 def create_request(container_id, bundle, **kw):
     """A CreateContainerRequest."""
     return pb.CreateContainerRequest(id=container_id, bundlePath=bundle, **kw)
+
+
+class TmpfsStateDir:
+    """
+    Mixin for a test case with a C{workdir_parent} attribute and a C{self.daemon} made in C{setUp}: the test's
+    folder goes on a tmpfs (skipped where there is none), and the daemon must say it writes its records inline
+    there.
+    """
+
+    workdir_parent = "/dev/shm"
+
+    def setUp(self):
+        from twisted.trial.unittest import SkipTest
+
+        from containerd_tx.state_store import filesystem_type
+
+        if filesystem_type(self.workdir_parent) != "tmpfs":
+            raise SkipTest(f"{self.workdir_parent} is not a tmpfs here")
+        super().setUp()
+        with open(self.daemon.log_path) as f:
+            self.assertIn("records written inline", f.read())

@@ -32,10 +32,11 @@ class DispatchTests(SynchronousTestCase):
 
     def test_cgroup_commands_in_the_namespace(self):
         for args in (["create", "--bundle", "/b", "c1"], ["--root", "/r", "--log", "/l", "run", "-d", "c1"],
-                     ["--root=/r", "delete", "-f", "c1"], ["--root", "start", "update", "c1"], ["pause", "c1"]):
+                     ["--root=/r", "delete", "-f", "c1"], ["--root", "start", "update", "c1"], ["pause", "c1"],
+                     ["kill", "--all", "c1", "9"], ["--rootless", "false", "exec", "c1", "sh"]):
             self.assertEqual(self.run_wrapper(*args)[0], "unshare", args)
 
     def test_other_commands_direct(self):
         for args in (["start", "c1"], ["--root", "/r", "--log-format", "json", "start", "c1"],
-                     ["--root=/r", "kill", "c1", "9"], ["state", "c1"], ["list"]):
+                     ["--root=/r", "kill", "c1", "9"], ["state", "c1"], ["list"], ["--rootless", "false", "start", "c1"]):
             self.assertEqual(self.run_wrapper(*args), ["crun", *args], args)

@@ -40,7 +40,8 @@ class WaitTests(DaemonTestCase):
         self.api.containers = [_container("web", "/b/web", processes=(("init", 1, ["sh"]), ("job", 2, ["true"])))]
 
         def publish():
-            while not self.api.requests_of("State"):
+            deadline = time.monotonic() + 10
+            while not self.api.requests_of("State") and time.monotonic() < deadline:
                 time.sleep(0.01)
             self.api.publish(pb.Event(type="exit", id="web", pid="other", status=1))
             self.api.publish(pb.Event(type="exit", id="web", pid="job", status=3))
@@ -61,6 +62,37 @@ class WaitTests(DaemonTestCase):
         result = self.run_ctr("containers", "wait", "web")
         self.assertOK(result)
         self.assertEqual(result.stdout, "0\n")
+
+    def _stored(self, *events):
+        for event in events:
+            event.timestamp.GetCurrentTime()
+            self.api.stored.append(event)
+
+    def test_stopped_with_exit_already_logged(self):
+        """
+        An init that exited before ctr subscribed, while its container is still listed (stopped, being
+        deleted): the status comes from the log, from after the container's last start.
+        """
+        self.api.containers = [_container("web", "/b/web", status="stopped")]
+        self._stored(pb.Event(type="exit", id="web", pid="init", status=3),
+                     pb.Event(type="start-container", id="web", pid="init"),
+                     pb.Event(type="exit", id="web", pid="init", status=137))
+        result = self.run_ctr("containers", "wait", "web")
+        self.assertOK(result)
+        self.assertEqual(result.stdout, "137\n")
+
+    def test_stopped_exit_still_to_come(self):
+        """
+        A stopped container whose init exit is not logged yet (the daemon is reaping its execs): ctr waits
+        for it on the stream, ignoring the exit of an earlier container with the same id.
+        """
+        self.api.containers = [_container("web", "/b/web", status="stopped")]
+        self._stored(pb.Event(type="exit", id="web", pid="init", status=3),
+                     pb.Event(type="start-container", id="web", pid="init"))
+        self.exit_when_asked("web", "init", 9)
+        result = self.run_ctr("containers", "wait", "web")
+        self.assertOK(result)
+        self.assertEqual(result.stdout, "9\n")
 
     def test_unknown(self):
         """Neither running nor in the event log: one line, exit status 1."""

@@ -442,8 +442,10 @@ def _twistd(case, *args):
         raise SkipTest(f"{TWISTD} not found")
     cwd = case.mktemp()
     os.makedirs(cwd)
+    # COLUMNS fixed: Twisted wraps --help to it, and the README shows the 80-column text.
     return subprocess.run(
-        [TWISTD, "-n", "containerd", *args], capture_output=True, text=True, timeout=60, cwd=cwd
+        [TWISTD, "-n", "containerd", *args], capture_output=True, text=True, timeout=60, cwd=cwd,
+        env={**os.environ, "COLUMNS": "80"},
     )
 
 

@@ -407,19 +407,30 @@ class FilesystemTypeTests(SynchronousTestCase):
     L{filesystem_type} finds the mount a path is on: the longest mount point containing it.
     """
 
-    def test_longest_mount_wins(self):
+    def test_mount_containing_the_path(self):
         mounts = os.path.abspath(self.mktemp())
         with open(mounts, "w") as f:
             f.write("/dev/vda / ext4 rw 0 0\n"
                     "tmpfs /run tmpfs rw 0 0\n"
                     "tmpfs /run/user/0 tmpfs rw 0 0\n"
                     "/dev/vdb /srv/with\\040space xfs rw 0 0\n"
+                    "/dev/vdc /srv/tab\\011and\\134slash btrfs rw 0 0\n"
                     "short line\n")
         self.assertEqual(filesystem_type("/run/containerd", mounts), "tmpfs")
         self.assertEqual(filesystem_type("/run", mounts), "tmpfs")
         self.assertEqual(filesystem_type("/running", mounts), "ext4")
         self.assertEqual(filesystem_type("/srv/with space/x", mounts), "xfs")
+        self.assertEqual(filesystem_type("/srv/tab\tand\\slash", mounts), "btrfs")
         self.assertEqual(filesystem_type("/var/lib", mounts), "ext4")
+
+    def test_later_mount_hides_earlier(self):
+        """
+        A tmpfs mounted on /run after an xfs on /run/containerd hides it: the path is on the tmpfs.
+        """
+        mounts = os.path.abspath(self.mktemp())
+        with open(mounts, "w") as f:
+            f.write("/dev/vda / ext4 rw 0 0\n/dev/vdb /run/containerd xfs rw 0 0\ntmpfs /run tmpfs rw 0 0\n")
+        self.assertEqual(filesystem_type("/run/containerd/x", mounts), "tmpfs")
 
     def test_unreadable_mounts(self):
         self.assertEqual(filesystem_type("/", "/nonexistent/mounts"), "unknown")
