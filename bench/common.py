@@ -14,7 +14,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from containerd_tx.state_store import filesystem_type  # noqa: E402,F401  (re-exported for the scripts)
 from tests.support import bundles, processes  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402
 

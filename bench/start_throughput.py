@@ -24,10 +24,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    BenchDaemon, cleanup_dir, filesystem_type, kill_all_raw, print_timer, raw_runtime_root, reap_children, settle, shared_rootfs,
+    BenchDaemon, cleanup_dir, kill_all_raw, print_timer, raw_runtime_root, reap_children, settle, shared_rootfs,
     summary,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
+from containerd_tx.state_store import filesystem_type  # noqa: E402
 from tests.support import bundles  # noqa: E402
 
 

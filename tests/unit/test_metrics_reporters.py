@@ -5,7 +5,6 @@ the reactor). Carbon itself is exercised in tests.integration.test_graphite.
 """
 
 import random
-import socket
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
@@ -16,7 +15,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from tests.support.net import ReactorLag
+from tests.support.net import ReactorLag, free_port
 from containerd_tx.metrics import Metrics
 from containerd_tx.metrics.graphite import GraphiteReporter, graphite_lines
 from containerd_tx.metrics.periodic import IMetricsReporter
@@ -257,15 +256,6 @@ class GraphiteReporterTests(SynchronousTestCase):
         self.assertEqual(len(self.warnings()), 1)
 
 
-def closed_port():
-    """A loopback TCP port nobody listens on."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 class GraphiteDownRealReactorTests(TestCase):
     """Carbon down, on the real reactor: warnings, one per report, and the reactor stays responsive."""
 
@@ -273,7 +263,7 @@ class GraphiteDownRealReactorTests(TestCase):
     def test_closed_port(self):
         events = []
         metrics = daemon_metrics(reactor)
-        reporter = GraphiteReporter(metrics, ("127.0.0.1", closed_port()), "containerd-tx.test", 0.2,
+        reporter = GraphiteReporter(metrics, ("127.0.0.1", free_port()), "containerd-tx.test", 0.2,
                                     reactor=reactor, log=Logger(namespace="graphite",
                                                                 observer=events.append))
         lag = ReactorLag(0.01)

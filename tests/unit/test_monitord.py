@@ -27,6 +27,7 @@ from twisted.trial import unittest
 
 import containerd_tx.monitor
 from containerd_tx.monitor import monitord_stdio
+from tests.support.daemon import wait_for
 
 PYTHON = os.path.realpath(sys.executable)
 MONITORD = os.path.join(os.path.dirname(containerd_tx.monitor.__file__), "monitord.py")
@@ -73,20 +74,6 @@ def zombies_of(pid):
     @return: pids of zombies whose parent is C{pid}.
     """
     return [p for p, (ppid, state) in proc_table().items() if ppid == pid and state == "Z"]
-
-
-def wait_for(predicate, timeout=10.0, interval=0.01, message="condition"):
-    """
-    Poll C{predicate} until it returns something true; fail after C{timeout}.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % (message,))
-        time.sleep(interval)
 
 
 def read_file(path):
