@@ -136,13 +136,12 @@ class EventLog:
 
     def _retain_event(self, event):
         if len(self._events) == self._events.maxlen:
-            oldest = self._events[0]
-            key = (oldest.type, oldest.id, oldest.pid, oldest.system_pid)
-            self._keys[key] -= 1
-            if not self._keys[key]:
-                del self._keys[key]
+            oldest = _key(self._events[0])
+            self._keys[oldest] -= 1
+            if not self._keys[oldest]:
+                del self._keys[oldest]
         self._events.append(event)
-        self._keys[(event.type, event.id, event.pid, event.system_pid)] += 1
+        self._keys[_key(event)] += 1
 
     def has_exit(self, container_id, process_id, system_pid):
         """Whether the exit of this exact process is already in the log."""
@@ -212,6 +211,11 @@ class _Subscription:
     def cancel(self):
         """Stop delivering events to this subscriber."""
         self._log._subscribers.discard(self)
+
+
+def _key(event):
+    """What L{EventLog.has} matches an event by."""
+    return (event.type, event.id, event.pid, event.system_pid)
 
 
 def _line(event):
