@@ -67,15 +67,20 @@ def reap_orphans(keep=()):
             reap(pid)
 
 
-def cgroup_file(pid, subsystem, name):
-    """The content of a cgroup v1 file (e.g. C{memory}, C{memory.limit_in_bytes}) of process C{pid}."""
+def cgroup_path(pid, subsystem):
+    """The cgroup v1 folder of process C{pid} for C{subsystem} (e.g. C{memory}, C{blkio})."""
     with open(f"/proc/{pid}/cgroup") as f:
         for line in f:
             _, subsystems, path = line.strip().split(":", 2)
             if subsystem in subsystems.split(","):
-                with open(os.path.join("/sys/fs/cgroup", subsystem, path.lstrip("/"), name)) as g:
-                    return g.read().strip()
+                return os.path.join("/sys/fs/cgroup", subsystem, path.lstrip("/"))
     raise AssertionError(f"process {pid} has no {subsystem} cgroup")
+
+
+def cgroup_file(pid, subsystem, name):
+    """The content of a cgroup v1 file (e.g. C{memory}, C{memory.limit_in_bytes}) of process C{pid}."""
+    with open(os.path.join(cgroup_path(pid, subsystem), name)) as f:
+        return f.read().strip()
 
 
 def end(process):
