@@ -9,6 +9,7 @@ import stat
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_lifecycle import LifecycleTestCase, _read_until_eof
 from tests.support.bundles import runc_spec
+from tests.support.ids import unique_id
 
 HOST_ID = 200000
 
@@ -31,8 +32,9 @@ DENY_MKDIR = {
 
 class IsolationTestCase(LifecycleTestCase):
 
-    def run_container(self, container_id, script, edit=None, **request):
-        """Run `sh -c script` to completion; return (exit status, stdout+stderr)."""
+    def run_container(self, name, script, edit=None, **request):
+        """Run `sh -c script` to completion in a container named after C{name}; return (exit status, output)."""
+        container_id = unique_id(name)
         out = os.path.join(self.daemon.workdir, f"{container_id}.out")
         bundle = self.bundle("sh", "-c", script, edit=edit)
         self.daemon.stub.CreateContainer(pb.CreateContainerRequest(
@@ -56,26 +58,42 @@ class UserNamespaceTests(IsolationTestCase):
     def test_mapped_root(self):
         # The mapped root must be able to reach the rootfs: the test's dir is made traversable (not readable).
         os.chmod(self.daemon.workdir, 0o711)
-        bundle = self.bundle("sh", "-c", "id -u; sleep 1000", edit=user_namespace)
+        workdir = self.daemon.workdir
+        os.mkdir(os.path.join(self.rootfs, "work"))
+
+        def edit(config):
+            user_namespace(config)
+            # The test's dir (state dir, socket, rootfs inside) seen from the container, so that what keeps
+            # the mapped root out of the state dir is its mode, not its absence.
+            config["mounts"].append({"destination": "/work", "type": "bind", "source": workdir,
+                                     "options": ["rbind", "ro"]})
+
+        bundle = self.bundle("sh", "-c", "id -u; sleep 1000", edit=edit)
         stdout = self.fifo("userns-out")
         reader = os.open(stdout, os.O_RDONLY | os.O_NONBLOCK)
         self.addCleanup(os.close, reader)
+        mapped = unique_id("mapped")
         container = self.daemon.stub.CreateContainer(pb.CreateContainerRequest(
-            id="mapped", bundlePath=bundle, stdout=stdout), timeout=60).container
+            id=mapped, bundlePath=bundle, stdout=stdout), timeout=60).container
         pid = container.processes[0].systemPid
         with open(f"/proc/{pid}/status") as f:
             uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
         self.assertEqual(set(uids), {str(HOST_ID)})
-        status, output = self.exec_in("mapped", "whoami", "id", "-u")
+        status, output = self.exec_in(mapped, "whoami", "id", "-u")
         self.assertEqual((status, output), (0, "0\n"))
-        # The mapped root cannot reach the daemon's state dir or socket (they are not in its mount namespace,
-        # and on the host they belong to the real root with no access for others).
-        status, output = self.exec_in("mapped", "peek", "ls", self.daemon.state_dir)
-        self.assertNotEqual(status, 0)
+        # The mapped root reaches the test's dir and lists what others may list (the rootfs)...
+        status, output = self.exec_in(mapped, "look", "ls", "/work/rootfs")
+        self.assertEqual(status, 0, output)
+        self.assertIn("bin", output.split())
+        # ...but not the state dir, which belongs to the real root with no access for others.
+        state = "/work/" + os.path.relpath(self.daemon.state_dir, workdir)
+        status, output = self.exec_in(mapped, "peek", "ls", state)
+        self.assertNotEqual(status, 0, output)
+        self.assertIn("Permission denied", output)
         self.assertEqual(stat.S_IMODE(os.stat(self.daemon.state_dir).st_mode) & 0o007, 0)
         self.assertEqual(stat.S_IMODE(os.stat(self.daemon.socket).st_mode) & 0o007, 0)
-        self.daemon.stub.Signal(pb.SignalRequest(id="mapped", pid="init", signal=9), timeout=10)
-        self.assertEqual(self.events.wait("exit", "mapped", "init").status, 137)
+        self.daemon.stub.Signal(pb.SignalRequest(id=mapped, pid="init", signal=9), timeout=10)
+        self.assertEqual(self.events.wait("exit", mapped, "init").status, 137)
         self.assertEqual(_read_until_eof(reader).splitlines()[0], b"0")
 
 
@@ -89,11 +107,12 @@ class SeccompTests(IsolationTestCase):
         self.assertIn("Operation not permitted", output)
         self.assertIn("status=1", output)
         bundle = self.bundle("sleep", "1000", edit=edit)
-        self.daemon.stub.CreateContainer(pb.CreateContainerRequest(id="sec", bundlePath=bundle), timeout=60)
-        status, output = self.exec_in("sec", "mk", "mkdir", "/tmp/y")
+        sec = unique_id("sec")
+        self.daemon.stub.CreateContainer(pb.CreateContainerRequest(id=sec, bundlePath=bundle), timeout=60)
+        status, output = self.exec_in(sec, "mk", "mkdir", "/tmp/y")
         self.assertNotEqual(status, 0)
         self.assertIn("Operation not permitted", output)
-        status, _ = self.exec_in("sec", "touch", "touch", "/tmp/allowed")
+        status, _ = self.exec_in(sec, "touch", "touch", "/tmp/allowed")
         self.assertEqual(status, 0)
 
 
@@ -102,34 +121,35 @@ class CapabilityTests(IsolationTestCase):
     def setUp(self):
         super().setUp()
         bundle = self.bundle("sleep", "1000")
-        self.daemon.stub.CreateContainer(pb.CreateContainerRequest(id="caps", bundlePath=bundle), timeout=60)
+        self.caps = unique_id("caps")
+        self.daemon.stub.CreateContainer(pb.CreateContainerRequest(id=self.caps, bundlePath=bundle), timeout=60)
 
     def test_no_net_raw_means_no_ping(self):
         status, output = self.run_container("pinger", "ping -c 1 127.0.0.1")
         self.assertNotEqual(status, 0)
         self.assertIn("permission denied", output.lower())
-        status, output = self.exec_in("caps", "ping", "ping", "-c", "1", "127.0.0.1")
+        status, output = self.exec_in(self.caps, "ping", "ping", "-c", "1", "127.0.0.1")
         self.assertNotEqual(status, 0)
         self.assertIn("permission denied", output.lower())
 
     def test_exec_inherits_bundle_caps_unless_named(self):
-        _, inherited = self.exec_in("caps", "inherit", "grep", "CapEff", "/proc/self/status")
-        _, init = self.exec_in("caps", "init-caps", "grep", "CapEff", "/proc/1/status")
+        _, inherited = self.exec_in(self.caps, "inherit", "grep", "CapEff", "/proc/self/status")
+        _, init = self.exec_in(self.caps, "init-caps", "grep", "CapEff", "/proc/1/status")
         self.assertEqual(inherited, init)
-        _, named = self.exec_in("caps", "named", "grep", "CapEff", "/proc/self/status",
+        _, named = self.exec_in(self.caps, "named", "grep", "CapEff", "/proc/self/status",
                                 capabilities=["CAP_NET_RAW"])
         self.assertEqual(int(named.split()[1], 16), 1 << 13)  # CAP_NET_RAW alone
 
     def test_no_new_privileges_visible(self):
         status, output = self.run_container("nnp", "grep NoNewPrivs /proc/self/status")
         self.assertEqual(output.split(), ["NoNewPrivs:", "1"])
-        _, output = self.exec_in("caps", "nnp", "grep", "NoNewPrivs", "/proc/self/status")
+        _, output = self.exec_in(self.caps, "nnp", "grep", "NoNewPrivs", "/proc/self/status")
         self.assertEqual(output.split(), ["NoNewPrivs:", "1"])
 
     def test_rlimits_for_init_and_narrowed_exec(self):
         status, output = self.run_container("limits", "ulimit -n")
         self.assertEqual(output.strip(), "1024")  # runc spec's RLIMIT_NOFILE
-        _, output = self.exec_in("caps", "narrow", "sh", "-c", "ulimit -n",
+        _, output = self.exec_in(self.caps, "narrow", "sh", "-c", "ulimit -n",
                                  rlimits=[pb.Rlimit(type="RLIMIT_NOFILE", soft=256, hard=256)])
         self.assertEqual(output.strip(), "256")
 
