@@ -16,16 +16,17 @@ from twisted.logger import Logger
 from containerd_tx import sd_notify
 from containerd_tx.api_service import APIService
 from containerd_tx.bridge import ReactorBridge
-from containerd_tx.errors import InvalidArgument
+from containerd_tx.errors import InvalidArgument, Unavailable
 from containerd_tx.events import EventLog
 from containerd_tx.grpc_server import GrpcServer, SocketInUse
+from containerd_tx.metrics.build import build_info
 from containerd_tx.metrics.graphite import GraphiteReporter
 from containerd_tx.metrics.prometheus import metrics_http_service
 from containerd_tx.metrics.registry import (
     CONTAINER_CREATE_TIME, CONTAINER_DELETE_TIME, CONTAINER_START_TIME, CONTAINER_STATS_TIME, CONTAINERS, EVENT_SUBSCRIBERS,
-    EVENTS, EXEC_PROCESS_TIME, EXIT_PROCESS_TIME, TASKS, Metrics, process_gauges,
+    EVENTS, EXEC_PROCESS_TIME, EXIT_PROCESS_TIME, OOM_EVENTS, TASKS, Metrics, process_gauges,
 )
-from containerd_tx.metrics.stdout import StdoutReporter
+from containerd_tx.metrics.stdout import IDLE_LIMIT, StdoutReporter
 from containerd_tx.model import CREATING
 from containerd_tx.oom import OomWatcher
 from containerd_tx.monitor.client import MonitorClient
@@ -112,6 +113,7 @@ class ContainerdService(service.MultiService):
         for name in TIMERS:
             self.metrics.timer(name)  # reported from the start, even before the first sample
         process_gauges(self.metrics)
+        self.metrics.counter(OOM_EVENTS)
         events = EventLog(os.path.join(self.state_dir, "events.log"), self.config["retain-count"],
                           counter=self.metrics.counter(EVENTS))
         self._store, self._events = store, events
@@ -136,7 +138,7 @@ class ContainerdService(service.MultiService):
             metrics=self.metrics,
         )
         if self.config["oom-notify"]:
-            self.supervisor.oom = OomWatcher(self.reactor, self.supervisor.report_oom)
+            self.supervisor.oom = OomWatcher(self.reactor, self._report_oom)
         self._register_gauges()
         await self.supervisor.recover()
         for container in list(self.supervisor.containers.values()):
@@ -160,11 +162,30 @@ class ContainerdService(service.MultiService):
         self.metrics.gauge(EVENT_SUBSCRIBERS, lambda: events.subscriber_count)
         self.metrics.gauge(TASKS, lambda: bridge.in_flight)
 
+    def _report_oom(self, container_id):
+        if container_id in self.supervisor.containers:
+            self.metrics.counter(OOM_EVENTS).inc()
+        self.supervisor.report_oom(container_id)
+
+    def _log_metrics(self):
+        """
+        Whether the periodic metrics dump goes to the log, and its idle limit (see L{StdoutReporter}): with
+        C{--log-metrics auto}, only when no other sink is set, skipping idle dumps at the default interval.
+        """
+        mode = self.config.get("log-metrics", "auto")
+        if mode == "auto":
+            if self.config["graphite-address"] or self.config["metrics-address"]:
+                return False, None
+            return True, None if self.config.get("metrics-interval-given") else IDLE_LIMIT
+        return mode == "on", None
+
     def _add_reporters(self):
         """The optional metric reporters, as children started once the daemon serves."""
         interval = self.config["metrics-interval"]
         if interval > 0:
-            StdoutReporter(self.metrics, interval, self.reactor).setServiceParent(self)
+            log_metrics, idle_limit = self._log_metrics()
+            if log_metrics:
+                StdoutReporter(self.metrics, interval, self.reactor, idle_limit=idle_limit).setServiceParent(self)
             if self.config["graphite-address"]:
                 GraphiteReporter(self.metrics, self.config["graphite-address"],
                                  f"containerd-tx.{self.config['id']}", interval,
@@ -172,8 +193,8 @@ class ContainerdService(service.MultiService):
         elif self.config["graphite-address"]:
             log.warn("--graphite-address is set but --metrics-interval is 0: nothing is sent to graphite")
         if self.config["metrics-address"]:
-            metrics_http_service(self.config["metrics-address"], self.metrics, self.serving,
-                                 self.reactor).setServiceParent(self)
+            metrics_http_service(self.config["metrics-address"], self.metrics, self.serving, self.reactor,
+                                 build_info=build_info(self.config["runtime"])).setServiceParent(self)
 
     def serving(self):
         """Whether the daemon serves its API now (for /healthz)."""
@@ -224,7 +245,9 @@ class ContainerdService(service.MultiService):
                 await defer.maybeDeferred(child.stopService)
         self.bridge.close()
         if self._events is not None:
-            self._events.close()
+            # As containerd 0.2.9's streams end when it stops: with a transport error (UNAVAILABLE), which
+            # clients tell from the clean end of a stored-only replay.
+            self._events.close(Unavailable("daemon is shutting down"))
         if self.supervisor is not None and self.supervisor.oom is not None:
             self.supervisor.oom.close()
         if self.grpc is not None:

@@ -51,7 +51,8 @@ class DaemonOptions(usage.Options):
 
     optFlags = [
         ["debug", None, "enable debug output in the logs (same as --log-level debug)"],
-        ["oom-notify", None, "enable OOM notifications for containers"],
+        ["oom-notify", None, "report OOM kills as oom events (the default; kept for compatibility)"],
+        ["no-oom-notify", None, "do not report OOM kills as oom events"],
     ]
 
     optParameters = [
@@ -60,6 +61,9 @@ class DaemonOptions(usage.Options):
         ["concurrency", "c", 10, "max concurrent runtime starts (containers being created at once)", int],
         ["metrics-interval", None, "1m0s",
          "interval for flushing metrics to the log and graphite (Go duration, e.g. 30s, 5m; 0 turns it off)"],
+        ["log-metrics", None, "auto",
+         "periodic metrics dump in the log: on, off, or auto (off when --graphite-address or --metrics-address "
+         "is set; at the default interval, idle dumps are skipped, one an hour at least)"],
         ["listen", "l", DEFAULT_SOCKET,
          "address on which the gRPC API is served: unix:///abs/path, unix://rel/path or a bare path"],
         ["graphite-address", None, "", "address of a graphite (carbon) server, host:port"],
@@ -87,6 +91,11 @@ class DaemonOptions(usage.Options):
 
     opt_runtime_args.__doc__ = " ".join(opt_runtime_args.__doc__.split())
 
+    def opt_metrics_interval(self, value):
+        # Remembers that the interval was asked for (no docstring: the help text is the parameter's).
+        self["metrics-interval"] = value
+        self["metrics-interval-given"] = True
+
     def opt_version(self):
         """
         Print the daemon version and exit.
@@ -100,10 +109,17 @@ class DaemonOptions(usage.Options):
         """
         if self["debug"]:
             self["log-level"] = "debug"
+        if self["oom-notify"] and self["no-oom-notify"]:
+            raise usage.UsageError("--oom-notify and --no-oom-notify contradict each other: give one")
+        # On unless turned off, as containerd 0.2.9 always reported OOM kills.
+        self["oom-notify"] = not self["no-oom-notify"]
         if self["log-level"] not in LOG_LEVELS:
             raise usage.UsageError(
                 f"invalid --log-level {self['log-level']!r}: choose one of {', '.join(LOG_LEVELS)}"
             )
+        if self["log-metrics"] not in ("auto", "on", "off"):
+            raise usage.UsageError(f"invalid --log-metrics {self['log-metrics']!r}: choose auto, on or off")
+        self.setdefault("metrics-interval-given", False)
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError(f"invalid --log-format {self['log-format']!r}: choose text or json")
         for name in ("metrics-interval", "start-timeout"):

@@ -15,12 +15,15 @@ Names: C{<prefix>.<metric>.<field>}, metric names kept verbatim (dashes included
 by C{_}. The daemon's prefix is C{containerd-tx.<id>}, e.g.::
 
     containerd-tx.deathstar.container-start-time.p99 212.5 1795957618
-    containerd-tx.deathstar.containers.count 3 1795957618
+    containerd-tx.deathstar.containers.value 3 1795957618
+    containerd-tx.deathstar.events.count 36 1795957618
     containerd-tx.deathstar.threads.value 12 1795957618
 
 Timers send C{count}, C{min}, C{max}, C{mean}, C{stddev}, C{median}, C{p75}, C{p95}, C{p99}, C{p999}
 (durations in milliseconds, like the stdout log and Dropwizard's reporter), C{m1_rate}, C{m5_rate},
-C{m15_rate}, C{mean_rate} (events per second); counters send C{count}; gauges C{value}.
+C{m15_rate}, C{mean_rate} (events per second); counters (C{events}, C{oom-events}) send C{count}; gauges
+(C{containers}, C{event-subscribers}, C{tasks}, C{threads}, C{fds}) send C{value}. Ready dashboards over
+these names are in C{contrib/dashboards/}.
 """
 
 import math

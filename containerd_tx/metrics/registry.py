@@ -16,6 +16,9 @@ A L{Timer} records durations (in seconds) and keeps:
     weights never overflow. C{min}, C{max}, C{mean}, C{stddev} (population, as go-metrics computes it)
     and the quantiles C{median}, C{p75}, C{p95}, C{p99}, C{p999} are computed over the reservoir's values,
     unweighted, with go-metrics' / Dropwizard's interpolation (position C{q * (n + 1)});
+  - cumulative counts per duration bucket (L{BUCKETS}, upper bounds in seconds, over every duration ever
+    recorded), which the Prometheus page exposes as a histogram: unlike quantiles of a sample, buckets add up
+    across daemons and over time;
   - a meter: the mean rate since creation and 1, 5 and 15-minute exponentially-weighted moving averages
     of the rate (events per second), ticked every 5 seconds with C{alpha = 1 - exp(-5 / 60 / minutes)}.
 
@@ -26,13 +29,13 @@ no C{LoopingCall} runs and a L{twisted.internet.task.Clock} drives everything in
 Not thread-safe: update and read in the reactor thread.
 """
 
+import bisect
 import contextlib
 import heapq
 import itertools
 import math
 import os
 import random
-import threading
 
 from twisted.logger import Logger
 
@@ -47,10 +50,32 @@ EXEC_PROCESS_TIME = "exec-process-time"
 EXIT_PROCESS_TIME = "exit-process-time"
 CONTAINERS = "containers"
 EVENTS = "events"
+OOM_EVENTS = "oom-events"
 EVENT_SUBSCRIBERS = "event-subscribers"
 TASKS = "tasks"
 THREADS = "threads"
 FDS = "fds"
+
+#: What each metric is, in which unit: the help texts of the Prometheus page (and the README's table).
+DESCRIPTIONS = {
+    CONTAINER_START_TIME: "Time a whole CreateContainer takes (state record, runtime start, state read), in seconds.",
+    CONTAINER_CREATE_TIME: "Time the OCI runtime's run or restore command takes, in seconds.",
+    CONTAINER_DELETE_TIME: "Time the OCI runtime's delete command takes after a container's init exits, in seconds.",
+    CONTAINER_STATS_TIME: "Time reading one Stats sample from cgroups and /proc takes, in seconds.",
+    EXEC_PROCESS_TIME: "Time one AddProcess (exec into a container) takes, in seconds.",
+    EXIT_PROCESS_TIME: "Time handling one process exit (events, runtime delete, state records) takes, in seconds.",
+    CONTAINERS: "Containers this daemon supervises that are running or paused (being created not counted).",
+    EVENTS: "Events emitted (start-container, start-process, exit, oom, paused, resumed, ...) since the daemon started.",
+    OOM_EVENTS: "Out-of-memory kills in containers' memory cgroups reported as oom events (needs --oom-notify).",
+    EVENT_SUBSCRIBERS: "Open Events API streams.",
+    TASKS: "API calls waiting for the daemon's reactor thread (not containers' tasks).",
+    THREADS: "Threads of the daemon process, native ones included (from /proc/self/status).",
+    FDS: "Open file descriptors of the daemon process (entries of /proc/self/fd).",
+}
+
+#: The upper bounds, in seconds, of every timer's duration buckets (a container start is tens to hundreds of
+#: milliseconds; a runtime stuck on a lock or a slow disk takes seconds).
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 TIMER = "timer"
 COUNTER = "counter"
@@ -252,6 +277,7 @@ class Timer:
         self._reservoir = ExpDecayReservoir(clock, rng=rng)
         self._meter = Meter(clock)
         self._sum = 0.0
+        self._buckets = [0] * len(BUCKETS)  # not cumulative: one per bound, durations above the last in none
 
     def update(self, seconds):
         """Record one duration (seconds, negative values count as zero)."""
@@ -259,6 +285,9 @@ class Timer:
         self._reservoir.update(seconds)
         self._meter.mark(1)
         self._sum += seconds
+        index = bisect.bisect_left(BUCKETS, seconds)
+        if index < len(BUCKETS):
+            self._buckets[index] += 1
 
     def update_since(self, start):
         """Record the time since C{start}, a value of the same clock (C{reactor.seconds()})."""
@@ -299,8 +328,9 @@ class Timer:
         """
         The timer's figures as a dict of floats (durations in seconds, rates in events per second):
         C{count}, C{sum}, C{min}, C{max}, C{mean}, C{stddev}, C{median}, C{p75}, C{p95}, C{p99},
-        C{p999}, C{m1_rate}, C{m5_rate}, C{m15_rate}, C{mean_rate}. The distribution figures are over the
-        decaying sample; C{count} and C{sum} over every update.
+        C{p999}, C{m1_rate}, C{m5_rate}, C{m15_rate}, C{mean_rate}, and C{buckets}: a tuple of C{(upper
+        bound, durations at most that long)} pairs over L{BUCKETS} (cumulative). The distribution figures are
+        over the decaying sample; C{count}, C{sum} and C{buckets} over every update.
         """
         values = self._reservoir.values()
         size = len(values)
@@ -322,6 +352,7 @@ class Timer:
             data[key] = value
         for key, minutes in RATES:
             data[key] = self._meter.mean_rate() if minutes is None else self._meter.rate(minutes)
+        data["buckets"] = tuple(zip(BUCKETS, itertools.accumulate(self._buckets)))
         return data
 
 
@@ -455,9 +486,16 @@ class Metrics:
         return result
 
 
-def count_threads():
-    """Threads alive in this process."""
-    return threading.active_count()
+def count_threads(status="/proc/self/status"):
+    """
+    Threads of this process as the kernel counts them (the C{Threads:} line of C{/proc/self/status}):
+    C{threading.active_count()} misses the native threads of grpcio and other C extensions.
+    """
+    with open(status, "rb") as f:
+        for line in f:
+            if line.startswith(b"Threads:"):
+                return int(line.split()[1])
+    raise ValueError(f"no Threads: line in {status}")
 
 
 def count_fds(fd_dir="/proc/self/fd"):

@@ -28,12 +28,25 @@ metrics come in name order (go-metrics' order was a map's). A sample (each line 
 
 Rates are events per second. Integer gauges print as integers, others with six decimals (go-metrics'
 C{GaugeFloat64}).
+
+An idle daemon need not fill its log with identical dumps: with C{idle_limit} set, a report in which
+nothing moved since the last one written (no duration recorded, no counter and no gauge other than
+C{threads} and C{fds} changed) is skipped, and one is written anyway once C{idle_limit} seconds have passed
+since the last. Rates, which decay by themselves, do not count as movement. The daemon sets it (one hour)
+when C{--metrics-interval} is left at its default; see L{containerd_tx.daemon}.
 """
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from containerd_tx.metrics.periodic import PeriodicReporter
+from containerd_tx.metrics.registry import FDS, THREADS
+
+#: Gauges that move on an idle daemon too (a thread pool grows and shrinks): not activity.
+RESTLESS_GAUGES = frozenset((THREADS, FDS))
+
+#: How long an idle daemon's log goes without a dump when idle reports are skipped: one hour.
+IDLE_LIMIT = 3600.0
 
 DURATION_SCALE = 1000.0
 DURATION_SUFFIX = "ms"
@@ -85,15 +98,41 @@ class StdoutReporter(PeriodicReporter):
 
     name = "metrics-stdout"
 
-    def __init__(self, metrics, interval, reactor=None, log=None):
+    def __init__(self, metrics, interval, reactor=None, log=None, idle_limit=None):
         """
         @param log: a L{twisted.logger.Logger} to write to.
+        @param idle_limit: None to write every report; else seconds an idle daemon may go without one (see the
+            module docstring).
         """
         super().__init__(metrics, interval, reactor)
         self.log = log if log is not None else Logger()
+        self.idle_limit = idle_limit
+        self._last_activity = None
+        self._last_written = None
+        #: Reports written and reports skipped because nothing moved.
+        self.written = 0
+        self.skipped = 0
 
     def report(self):
-        """Log the current snapshot now."""
-        for line in format_snapshot(self.metrics.snapshot()):
+        """Log the current snapshot now (unless it is idle, see the module docstring)."""
+        snapshot = self.metrics.snapshot()
+        activity = _activity(snapshot)
+        now = self.reactor.seconds()
+        if (self.idle_limit is not None and activity == self._last_activity
+                and now - self._last_written < self.idle_limit):
+            self.skipped += 1
+            return defer.succeed(None)
+        for line in format_snapshot(snapshot):
             self.log.info("{line}", line=line)
+        self._last_activity, self._last_written = activity, now
+        self.written += 1
         return defer.succeed(None)
+
+
+def _activity(snapshot):
+    """What has to change for a report to be worth writing: timer counts, counters, steady gauges."""
+    return (
+        tuple((name, timer["count"]) for name, timer in snapshot["timers"].items()),
+        tuple(snapshot["counters"].items()),
+        tuple((name, value) for name, value in snapshot["gauges"].items() if name not in RESTLESS_GAUGES),
+    )

@@ -70,13 +70,35 @@ class TimerTests(SynchronousTestCase):
         self.assertAlmostEqual(snap["p999"], 0.100)
         self.assertEqual(sorted(snap), sorted([
             "count", "sum", "min", "max", "mean", "stddev", "median", "p75", "p95", "p99", "p999",
-            "m1_rate", "m5_rate", "m15_rate", "mean_rate"]))
+            "m1_rate", "m5_rate", "m15_rate", "mean_rate", "buckets"]))
 
     def test_empty_timer(self):
         metrics, _ = metrics_with_clock()
         snap = metrics.timer("t").snapshot()
+        buckets = snap.pop("buckets")
         for key, value in snap.items():
             self.assertEqual(value, 0, key)
+        self.assertEqual(buckets, tuple((bound, 0) for bound in registry.BUCKETS))
+
+    def test_buckets_are_cumulative_over_every_update(self):
+        """
+        Each bucket counts the durations at most its bound, over every update (not the decaying sample):
+        a duration equal to a bound is in that bucket, one above the last bound only in the count.
+        """
+        metrics, clock = metrics_with_clock()
+        timer = metrics.timer("t")
+        for seconds in (0.0005, 0.001, 0.003, 0.2, 0.2, 7.0, 120.0):
+            timer.update(seconds)
+            clock.advance(3600)  # the reservoir rescales; the buckets keep everything
+        buckets = dict(timer.snapshot()["buckets"])
+        self.assertEqual(buckets[0.001], 2)
+        self.assertEqual(buckets[0.0025], 2)
+        self.assertEqual(buckets[0.005], 3)
+        self.assertEqual(buckets[0.25], 5)
+        self.assertEqual(buckets[10.0], 6)
+        self.assertEqual(buckets[60.0], 6)
+        self.assertEqual(timer.snapshot()["count"], 7)
+        self.assertEqual(list(buckets), sorted(buckets))
 
     def test_time_context_manager(self):
         """C{time()} records the block's duration on the reactor's clock, also when the block raises."""
@@ -286,7 +308,8 @@ class CounterGaugeTests(SynchronousTestCase):
         metrics, _ = metrics_with_clock()
         process_gauges(metrics)
         gauges = metrics.snapshot()["gauges"]
-        self.assertEqual(gauges["threads"], threading.active_count())
+        self.assertEqual(gauges["threads"], _kernel_threads())
+        self.assertGreaterEqual(gauges["threads"], threading.active_count())
         self.assertGreater(gauges["fds"], 2)
         self.assertLessEqual(abs(gauges["fds"] - len(os.listdir("/proc/self/fd"))), 1)
 
@@ -313,3 +336,47 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual(metrics.names(), sorted(metrics.names()))
         metrics.unregister("tasks")
         self.assertIsNone(metrics.get("tasks"))
+
+
+def _kernel_threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+class ThreadCountTests(SynchronousTestCase):
+
+    def test_native_threads_are_counted(self):
+        """
+        A thread started outside Python's threading module (as grpcio's are) is counted: the figure is
+        the kernel's (/proc/self/status), not threading.active_count().
+        """
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        start_routine = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+        pipe_r, pipe_w = os.pipe()
+        self.addCleanup(os.close, pipe_r)
+
+        def wait_for_pipe(_):  # runs in a native thread: blocks reading until the test writes
+            os.read(pipe_r, 1)
+            return None
+
+        routine = start_routine(wait_for_pipe)
+        thread = ctypes.c_ulong()
+        before = registry.count_threads()
+        python_before = threading.active_count()
+        self.assertEqual(libc.pthread_create(ctypes.byref(thread), None, routine, None), 0)
+        try:
+            self.assertEqual(registry.count_threads(), before + 1)
+            self.assertEqual(threading.active_count(), python_before)
+        finally:
+            os.write(pipe_w, b"x")
+            os.close(pipe_w)
+            libc.pthread_join(thread, None)
+        self.assertEqual(registry.count_threads(), before)
+
+    def test_reads_the_status_file(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("Name:\tpython3\nState:\tS (sleeping)\nThreads:\t17\nSigQ:\t0/1\n")
+        self.assertEqual(registry.count_threads(path), 17)

@@ -124,6 +124,65 @@ class StdoutReporterTests(SynchronousTestCase):
         self.assertRaises(ValueError, StdoutReporter, Metrics(self.clock), 0, reactor=self.clock)
 
 
+class StdoutIdleTests(SynchronousTestCase):
+    """With an idle limit, a daemon where nothing moves writes one dump per limit, not one per interval."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.metrics = daemon_metrics(self.clock)
+        self.threads = [5]
+        self.metrics.gauge("threads", lambda: self.threads[0])
+        self.events = []
+        self.reporter = StdoutReporter(self.metrics, 60, reactor=self.clock, idle_limit=3600,
+                                       log=Logger(namespace="metrics", observer=self.events.append))
+        self.reporter.startService()
+        self.addCleanup(self.reporter.stopService)
+
+    def dumps(self):
+        return sum(1 for event in self.events if event["line"] == "timer container-start-time")
+
+    def test_idle_day(self):
+        """A day of an idle daemon at a 1-minute interval: 24 dumps (one an hour), not 1440."""
+        for minute in range(24 * 60):
+            self.threads[0] = 5 + minute % 3  # a thread pool breathing is not activity
+            self.clock.advance(60)
+        self.assertEqual(self.dumps(), 24)
+        self.assertEqual(self.reporter.written + self.reporter.skipped, 24 * 60)
+
+    def test_activity_is_dumped_at_the_next_interval(self):
+        self.clock.advance(60)
+        self.assertEqual(self.dumps(), 1)
+        self.clock.advance(60)
+        self.assertEqual(self.dumps(), 1)
+        self.metrics.timer("container-start-time").update(0.1)
+        self.clock.advance(60)
+        self.assertEqual(self.dumps(), 2)
+        self.metrics.counter("events").inc()
+        self.clock.advance(60)
+        self.assertEqual(self.dumps(), 3)
+        self.metrics.gauge("event-subscribers", lambda: 7)
+        self.clock.advance(60)
+        self.assertEqual(self.dumps(), 4)
+        for _ in range(10):
+            self.clock.advance(60)
+        self.assertEqual(self.dumps(), 4)
+
+    def test_the_dump_is_whole_and_in_the_seed_layout(self):
+        self.clock.advance(60)
+        self.assertEqual([event["line"] for event in self.events],
+                         format_snapshot(self.metrics.snapshot()))
+
+    def test_without_limit_every_interval(self):
+        events = []
+        reporter = StdoutReporter(self.metrics, 60, reactor=self.clock,
+                                  log=Logger(namespace="m", observer=events.append))
+        reporter.startService()
+        self.addCleanup(reporter.stopService)
+        for _ in range(5):
+            self.clock.advance(60)
+        self.assertEqual(sum(1 for event in events if event["line"] == "timer container-start-time"), 5)
+
+
 class GraphiteLinesTests(SynchronousTestCase):
 
     def test_names_and_units(self):
