@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-# grpcio must not try to handle fork(); we never fork beside its threads (see design.md, Pitfalls).
+# grpcio must not try to handle fork(); we never fork beside its threads (see docs/design.md, "Pitfalls").
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 from twisted.application import service  # noqa: E402
