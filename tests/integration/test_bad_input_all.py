@@ -1,5 +1,5 @@
 """
-Bad input over every RPC of C{types.API}, table-driven: each case gets the status code api-contract.md
+Bad input over every RPC of C{types.API}, table-driven: each case gets the status code docs/api-contract.md
 documents and a one-line message without a traceback; afterwards the daemon serves, the container started
 before is untouched, nothing was created in the runtime or the state dir, and the daemon logged no
 unexpected error.
@@ -31,7 +31,7 @@ EXISTS = grpc.StatusCode.ALREADY_EXISTS
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
-#: Ids no container, process or checkpoint may have (api-contract.md, "Ids").
+#: Ids no container, process or checkpoint may have (docs/api-contract.md, "Ids").
 BAD_IDS = [
     ("empty", ""),
     ("129 chars", "x" * 129),

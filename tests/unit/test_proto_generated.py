@@ -5,10 +5,10 @@ Two things are checked here:
 * containerd_tx/api/ is exactly what scripts/gen-proto produces from proto/
   (regenerated into a temporary directory and compared byte for byte);
 * the compiled descriptor (containerd_pb2.DESCRIPTOR) matches the wire contract
-  of api-contract.md: every message, field number, name and type, the reserved
+  of docs/api-contract.md: every message, field number, name and type, the reserved
   (retired) numbers, and the 12 methods of service types.API.
 
-The contract tables below are transcribed from api-contract.md and are the
+The contract tables below are transcribed from docs/api-contract.md and are the
 reference: do not "fix" them to match a changed proto. The contract allows
 additions (new methods, new fields with new numbers, new messages); list those
 in the PROJECT_* tables so that they are checked too.
@@ -33,7 +33,7 @@ STALE = "generated code is stale: run scripts/gen-proto"
 
 TIMESTAMP = "google.protobuf.Timestamp"
 
-# Message name -> [(number, name, type)], from api-contract.md "Messages".
+# Message name -> [(number, name, type)], from docs/api-contract.md "Messages".
 # A type is a scalar ("uint32"), a message name ("User", TIMESTAMP), or
 # "repeated T" or "map<K, V>".
 CONTRACT_MESSAGES = {
@@ -313,7 +313,7 @@ RETIRED = {
     "StatsResponse": {3},
 }
 
-# Method -> (request, response, server streaming), from api-contract.md.
+# Method -> (request, response, server streaming), from docs/api-contract.md.
 CONTRACT_METHODS = {
     "GetServerVersion": ("GetServerVersionRequest", "GetServerVersionResponse", False),
     "CreateContainer": ("CreateContainerRequest", "CreateContainerResponse", False),
@@ -475,7 +475,7 @@ class GeneratedCodeTests(TestCase):
 
 
 class WireContractTests(TestCase):
-    """The compiled descriptor is the wire contract of api-contract.md."""
+    """The compiled descriptor is the wire contract of docs/api-contract.md."""
 
     def setUp(self):
         self.file = _file_proto()
