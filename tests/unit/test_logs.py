@@ -53,4 +53,4 @@ class TextTests(SynchronousTestCase):
         [line] = out.getvalue().splitlines()
         record = json.loads(line)
         self.assertEqual(record["id"], "web")
-        self.assertEqual(record["log_namespace"], "containerd_tx.test")
+        self.assertEqual(record["namespace"], "containerd_tx.test")
