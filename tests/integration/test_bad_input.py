@@ -13,6 +13,7 @@ from containerd_tx.api import containerd_pb2 as pb
 from grpc_health.v1 import health_pb2
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support.daemon import create_request
+from tests.support.ids import unique_id
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -24,7 +25,8 @@ class BadInputTests(LifecycleTestCase):
 
     def setUp(self):
         super().setUp()
-        self.keeper = self.start("keeper", "sleep", "1000")
+        self.kid = unique_id("keeper")
+        self.keeper = self.start(self.kid, "sleep", "1000")
         self.good_bundle = self.bundle("sleep", "1000")
         # Cleanups run last-in first-out: this one runs before the daemon is torn down.
         self.addCleanup(self._check_unharmed)
@@ -32,7 +34,7 @@ class BadInputTests(LifecycleTestCase):
     def _check_unharmed(self):
         # Whatever was thrown at it, the daemon serves and the first container runs on.
         self.assertEqual(self.daemon.health(), health_pb2.HealthCheckResponse.SERVING)
-        state = self.daemon.stub.State(pb.StateRequest(id="keeper"), timeout=10)
+        state = self.daemon.stub.State(pb.StateRequest(id=self.kid), timeout=10)
         self.assertEqual(state.containers[0].status, "running")
         self.assertEqual(state.containers[0].processes[0].systemPid, self.keeper.processes[0].systemPid)
 
@@ -54,7 +56,7 @@ class BadInputTests(LifecycleTestCase):
             self.assertStatus(INVALID, self.daemon.stub.State, pb.StateRequest(id=bad))
             self.assertStatus(INVALID, lambda r, timeout: list(self.daemon.stub.Events(r, timeout=timeout)),
                               pb.EventsRequest(id=bad))
-        self.assertEqual(os.listdir(os.path.join(self.daemon.state_dir, "containers")), ["keeper"])
+        self.assertEqual(os.listdir(os.path.join(self.daemon.state_dir, "containers")), [self.kid])
 
     def test_bad_bundles(self):
         work = self.daemon.workdir
@@ -75,24 +77,25 @@ class BadInputTests(LifecycleTestCase):
             with open(os.path.join(path, "config.json"), "w") as f:
                 f.write(content)
             cases[path] = "config.json"
+        newone = unique_id("newone")
         for bundle, words in cases.items():
-            self.assertStatus(INVALID, self.daemon.stub.CreateContainer, create_request("newone", bundle), words)
-        self.assertNotIn("newone", self.state_ids())
+            self.assertStatus(INVALID, self.daemon.stub.CreateContainer, create_request(newone, bundle), words)
+        self.assertNotIn(newone, self.state_ids())
 
     def test_duplicate_id(self):
         self.assertStatus(grpc.StatusCode.ALREADY_EXISTS, self.daemon.stub.CreateContainer,
-                          create_request("keeper", self.good_bundle), "already exists")
+                          create_request(self.kid, self.good_bundle), "already exists")
 
     def test_unknown_container_and_process(self):
         self.assertStatus(NOT_FOUND, self.daemon.stub.Signal, pb.SignalRequest(id="ghost", pid="init", signal=9))
         self.assertStatus(NOT_FOUND, self.daemon.stub.Signal,
-                          pb.SignalRequest(id="keeper", pid="ghost", signal=9), "ghost")
+                          pb.SignalRequest(id=self.kid, pid="ghost", signal=9), "ghost")
         self.assertStatus(NOT_FOUND, self.daemon.stub.State, pb.StateRequest(id="ghost"))
 
     def test_bad_signals(self):
         for signal in (0, 65, 999):
             self.assertStatus(INVALID, self.daemon.stub.Signal,
-                              pb.SignalRequest(id="keeper", pid="init", signal=signal), "signal")
+                              pb.SignalRequest(id=self.kid, pid="init", signal=signal), "signal")
 
     def test_bad_stdio_paths(self):
         directory = os.path.join(self.daemon.workdir, "adir")
@@ -104,7 +107,7 @@ class BadInputTests(LifecycleTestCase):
                                    ("stdin", os.path.join(self.daemon.workdir, "nope"), "does not exist"),
                                    ("stdout", "relative/out", "absolute")]:
             self.assertStatus(INVALID, self.daemon.stub.CreateContainer,
-                              create_request("io", self.good_bundle, **{field: path}), words)
+                              create_request(unique_id("io"), self.good_bundle, **{field: path}), words)
 
     def test_stored_only_without_timestamp(self):
         self.assertStatus(INVALID, lambda r, timeout: list(self.daemon.stub.Events(r, timeout=timeout)),
@@ -112,13 +115,14 @@ class BadInputTests(LifecycleTestCase):
 
     def test_unknown_runtime(self):
         self.assertStatus(INVALID, self.daemon.stub.CreateContainer,
-                          create_request("rt", self.good_bundle, runtime="no-such-runtime"), "not found")
+                          create_request(unique_id("rt"), self.good_bundle, runtime="no-such-runtime"), "not found")
 
     def test_runtime_rejects_config(self):
         # Valid JSON the runtime cannot run: the runtime's own words come back as INTERNAL.
         bundle = self.bundle("/no/such/binary")
+        broken = unique_id("broken")
         details = self.assertStatus(grpc.StatusCode.INTERNAL, self.daemon.stub.CreateContainer,
-                                    create_request("broken", bundle), "runc run failed")
+                                    create_request(broken, bundle), "runc run failed")
         self.assertIn("no such file", details.lower())
-        self.assertNotIn("broken", self.daemon.runtime_containers())
-        self.assertNotIn("broken", self.state_ids())
+        self.assertNotIn(broken, self.daemon.runtime_containers())
+        self.assertNotIn(broken, self.state_ids())

@@ -11,6 +11,7 @@ import grpc
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support.daemon import create_request
+from tests.support.ids import unique_id
 
 HANGING_RUNTIME = """#!/bin/sh
 # runc, except that `run` hangs forever.
@@ -44,27 +45,29 @@ class StartTimeoutTests(LifecycleTestCase):
     def test_hanging_runtime_times_out_and_next_start_works(self):
         hanging = _script(self.daemon.workdir, "hanging-runtime", HANGING_RUNTIME)
         bundle = self.bundle("sleep", "1000")
+        slow = unique_id("slow")
         started = time.monotonic()
         with self.assertRaises(grpc.RpcError) as raised:
-            self.daemon.stub.CreateContainer(create_request("slow", bundle, runtime=hanging), timeout=60)
+            self.daemon.stub.CreateContainer(create_request(slow, bundle, runtime=hanging), timeout=60)
         self.assertEqual(raised.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertIn("within 1s", raised.exception.details())
         self.assertLess(time.monotonic() - started, 20)
-        self.assertNotIn("slow", self.state_ids())
-        self.assertFalse(os.path.exists(os.path.join(self.daemon.state_dir, "containers", "slow")))
+        self.assertNotIn(slow, self.state_ids())
+        self.assertFalse(os.path.exists(os.path.join(self.daemon.state_dir, "containers", slow)))
         # No stuck supervisor task: the same id starts with the real runtime.
-        container = self.daemon.stub.CreateContainer(create_request("slow", bundle), timeout=60).container
+        container = self.daemon.stub.CreateContainer(create_request(slow, bundle), timeout=60).container
         self.assertEqual(container.status, "running")
 
     def test_failing_runtime_reports_its_words(self):
         failing = _script(self.daemon.workdir, "failing-runtime", FAILING_RUNTIME)
         bundle = self.bundle("sleep", "1000")
+        f = unique_id("f")
         with self.assertRaises(grpc.RpcError) as raised:
-            self.daemon.stub.CreateContainer(create_request("f", bundle, runtime=failing), timeout=60)
+            self.daemon.stub.CreateContainer(create_request(f, bundle, runtime=failing), timeout=60)
         self.assertEqual(raised.exception.code(), grpc.StatusCode.INTERNAL)
         self.assertIn("failed", raised.exception.details())
-        self.assertNotIn("f", self.state_ids())
-        container = self.daemon.stub.CreateContainer(create_request("f", bundle), timeout=60).container
+        self.assertNotIn(f, self.state_ids())
+        container = self.daemon.stub.CreateContainer(create_request(f, bundle), timeout=60).container
         self.assertEqual(container.status, "running")
         state = self.daemon.stub.State(pb.StateRequest(), timeout=10)
-        self.assertEqual([c.id for c in state.containers], ["f"])
+        self.assertEqual([c.id for c in state.containers], [f])
