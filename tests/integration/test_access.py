@@ -22,7 +22,9 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_bad_input_all import BadInputTestCase
+from containerd_tx.state_store import _TMP_PREFIX
 from tests.support.daemon import Daemon, create_request
+from tests.support.ids import unique_id
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,10 +51,6 @@ def _add_user(testcase, name, groups=()):
     # Cleanups run last-in first-out: the user goes before its groups.
     testcase.addCleanup(_run, ["userdel", name])
     return pwd.getpwnam(name).pw_uid
-
-
-def _unique(prefix):
-    return f"{prefix}{os.urandom(4).hex()}"
 
 
 class ClientAs:
@@ -114,15 +112,21 @@ class SocketAccessTests(TestCase):
         self.assertEqual(oct(stat.S_IMODE(os.stat(daemon.state_dir).st_mode)), oct(0o700))
         # Nothing in the state dir is writable by others, and the records are not readable by them.
         rootfs = bundles_rootfs(daemon)
-        # A unique id: runc's cgroup is /<id> whatever the daemon, so ids must not collide with other tests.
-        c1 = f"c1-{os.urandom(3).hex()}"
+        c1 = unique_id("c1")
         daemon.stub.CreateContainer(create_request(c1, make_sleeper(daemon, rootfs)), timeout=60)
         loose = []
         for directory, dirs, files in os.walk(daemon.state_dir):
             for name in dirs + files:
                 path = os.path.join(directory, name)
-                mode = stat.S_IMODE(os.lstat(path).st_mode)
-                if os.path.islink(path):
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    # The writer renamed a temporary file into place between the listing and here.
+                    if name.startswith(_TMP_PREFIX):
+                        continue
+                    raise
+                mode = stat.S_IMODE(st.st_mode)
+                if stat.S_ISLNK(st.st_mode):
                     continue
                 if mode & 0o002:
                     loose.append(f"{path} {oct(mode)} world-writable")
@@ -136,7 +140,7 @@ class SocketAccessTests(TestCase):
         daemon.stub.Signal(pb.SignalRequest(id=c1, pid="init", signal=9), timeout=10)
 
     def test_group_option_sets_socket_group(self):
-        name = _unique("ctxg")
+        name = unique_id("ctxg")
         gid = _add_group(self, name)
         daemon = self.daemon(("--group", name))
         st = os.stat(daemon.socket)
@@ -156,7 +160,7 @@ class SocketAccessTests(TestCase):
         return out.returncode, out.stdout, out.stderr
 
     def test_non_root_user_refused(self):
-        user = _unique("ctxu")
+        user = unique_id("ctxu")
         _add_user(self, user)
         daemon = self.daemon()
         code, stdout, stderr = self._version_as(user, daemon)
@@ -168,9 +172,9 @@ class SocketAccessTests(TestCase):
         self.assertNotIn("Server:", stdout)
 
     def test_group_member_allowed_non_member_refused(self):
-        group = _unique("ctxg")
+        group = unique_id("ctxg")
         _add_group(self, group)
-        member, outsider = _unique("ctxm"), _unique("ctxo")
+        member, outsider = unique_id("ctxm"), unique_id("ctxo")
         _add_user(self, member, groups=(group,))
         _add_user(self, outsider)
         daemon = self.daemon(("--group", group))
@@ -244,7 +248,7 @@ class ContainmentTests(BadInputTestCase):
         self.assertEqual(os.listdir(checkpoints), [])
         self.assertEqual(sorted(os.listdir(os.path.join(self.daemon.state_dir, "containers"))), [self.kid])
         # Dots inside an id are fine and stay inside containers/.
-        dots = f"a..b-{self.token}"
+        dots = unique_id("a..b")
         self.start(dots, "sh", "-c", "exit 0")
         self.assertEqual(self.events.wait("exit", dots, "init").status, 0)
         self.assertFalse(os.path.lexists(os.path.join(self.daemon.state_dir, dots)))

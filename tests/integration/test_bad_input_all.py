@@ -24,6 +24,7 @@ from tests.support.net import free_port
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support import processes
 from tests.support.daemon import create_request, wait_for
+from tests.support.ids import unique_id
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -68,10 +69,7 @@ class BadInputTestCase(LifecycleTestCase):
 
     def setUp(self):
         super().setUp()
-        # Unique ids: runc puts a container in the cgroup /<id> whatever its --root, so two daemons on one host
-        # (tests running side by side) that use the same id share (and pause, and delete) the same cgroups.
-        self.token = os.urandom(3).hex()
-        self.kid = f"keeper-{self.token}"
+        self.kid = unique_id("keeper")
         self.keeper = self.start(self.kid, "sleep", "1000")
         self.good_bundle = self.bundle("sleep", "1000")
         self.scratch = os.path.join(self.daemon.workdir, "scratch")
@@ -434,7 +432,7 @@ class LabelTests(BadInputTestCase):
         # The limit is 1024 labels: 1000 labels of 100 characters (100 kB) are stored and listed back.
         labels = [f"label{i:04d}=" + "v" * 90 for i in range(1000)]
         self.assertEqual({len(label) for label in labels}, {100})
-        labelled = f"labelled-{self.token}"
+        labelled = unique_id("labelled")
         self.expected_containers = {self.kid, labelled}
         created = self.daemon.stub.CreateContainer(
             create_request(labelled, self.good_bundle, labels=labels), timeout=60).container
@@ -499,8 +497,8 @@ class VanishingSubscriberTests(BadInputTestCase):
     def subscribers(self):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
             text = response.read().decode()
-        found = re.search(r"^containerd_event_subscribers (\S+)$", text, re.M)
-        self.assertIsNotNone(found, "no containerd_event_subscribers gauge in /metrics")
+        found = re.search(r"^containerd_tx_event_subscribers (\S+)$", text, re.M)
+        self.assertIsNotNone(found, "no containerd_tx_event_subscribers gauge in /metrics")
         return float(found.group(1))
 
     def test_killed_subscriber_is_released(self):
@@ -521,7 +519,7 @@ class VanishingSubscriberTests(BadInputTestCase):
         # The daemon is healthy and its event fan-out still works: a new subscriber sees a new event.
         fresh = self.daemon.stub.Events(pb.EventsRequest())
         self.addCleanup(fresh.cancel)
-        after = f"after-{self.token}"
+        after = unique_id("after")
         self.expected_containers = {self.kid, after}
         self.start(after, "sh", "-c", "exit 3")
         kinds = []

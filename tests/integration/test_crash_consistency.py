@@ -32,6 +32,7 @@ from containerd_tx.api import containerd_pb2_grpc as pb_grpc
 from tests.support import bundles, processes
 from tests.support.daemon import Daemon, TmpfsStateDir, create_request, wait_for
 from tests.support.events import EventCollector
+from tests.support.ids import unique_id
 
 DEFAULT_SEED = 7_2024
 COUNT = 100
@@ -70,11 +71,11 @@ class Schedule:
     @ivar final_delay: the last kill's delay after every signal was sent (exits still being handled).
     """
 
-    def __init__(self, seed, token):
+    def __init__(self, seed, prefix):
         rng = random.Random(seed)
         self.containers = {}
         for i in range(COUNT):
-            container_id = f"k{i:03d}-{token}"
+            container_id = f"{prefix}-{i:03d}"
             roll = rng.random()
             if roll < 0.6:
                 status = rng.randint(0, 100)
@@ -107,9 +108,7 @@ class CrashConsistencyTests(TestCase):
         print(f"\ncrash consistency: seed {self.seed} (replay with CTX_CRASH_SEED={self.seed})")
         self.daemon = Daemon.for_test(self, args=("--retain-count", "5000"), parent=self.workdir_parent)
         self.rootfs = bundles.make_rootfs(os.path.join(self.daemon.workdir, "rootfs"))
-        # Unique ids: runc's cgroup is /<id> whatever the daemon, so ids shared with tests running beside this
-        # one would share (and pause, and delete) cgroups.
-        self.schedule = Schedule(self.seed, os.urandom(3).hex())
+        self.schedule = Schedule(self.seed, unique_id("k"))
         self.bundles = {}
         for container_id, (kind, args, _, _) in self.schedule.containers.items():
             if args not in self.bundles:
@@ -405,7 +404,14 @@ class CrashConsistencyTests(TestCase):
         ran |= {e.id for e in list(self.events) if e.type == "start-container"}
         wait_for(lambda: ran <= {e.id for e in list(self.events) if e.type == "exit"}, timeout=20,
                  message="the collector to see every exit")
-        time.sleep(0.5)
+        # Nothing happens any more: the collector is done once it has as many events as the daemon stored
+        # (check_events compares them one by one).
+        stored = len(list(self.daemon.stub.Events(pb.EventsRequest(timestamp=Timestamp(seconds=1), storedOnly=True),
+                                                  timeout=30)))
+        try:
+            wait_for(lambda: len(self.events) >= stored, timeout=20, message="the collector to catch up")
+        except AssertionError:
+            pass  # check_events says what differs
         self.collector_stop = True
         self.collector_call.cancel()
         collector.join(10)
@@ -501,7 +507,7 @@ class PidReuseTests(TestCase):
         daemon = Daemon.for_test(self)
         rootfs = bundles.make_rootfs(os.path.join(daemon.workdir, "rootfs"))
         bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "1000"], rootfs)
-        container_id = f"reused-{os.urandom(3).hex()}"
+        container_id = unique_id("reused")
         events = EventCollector(daemon.stub)
         self.addCleanup(events.close)
         pid = daemon.stub.CreateContainer(create_request(container_id, bundle), timeout=60).container.processes[0]
@@ -543,7 +549,7 @@ class PidReuseTests(TestCase):
         daemon = Daemon.for_test(self)
         rootfs = bundles.make_rootfs(os.path.join(daemon.workdir, "rootfs"))
         bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "1000"], rootfs)
-        container_id = f"orphan-{os.urandom(3).hex()}"
+        container_id = unique_id("orphan")
         pid = daemon.stub.CreateContainer(create_request(container_id, bundle), timeout=60).container
         pid = pid.processes[0].systemPid
         folder = os.path.join(daemon.state_dir, "containers", container_id)
@@ -576,7 +582,7 @@ class ExecRecordTests(TestCase):
         daemon = Daemon.for_test(self, args=("--retain-count", "10"))
         rootfs = bundles.make_rootfs(os.path.join(daemon.workdir, "rootfs"))
         bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "1000"], rootfs)
-        container_id = f"execs-{os.urandom(3).hex()}"
+        container_id = unique_id("execs")
         daemon.stub.CreateContainer(create_request(container_id, bundle), timeout=60)
         events = EventCollector(daemon.stub)
         self.addCleanup(events.close)
@@ -601,8 +607,10 @@ class ExecRecordTests(TestCase):
         daemon.start()
         after = EventCollector(daemon.stub, pb.EventsRequest(timestamp=last))
         self.addCleanup(after.close)
-        time.sleep(2)
-        again = [(e.type, e.pid, e.status) for e in after.events]
+        # A barrier: exits reported again would come before the exit of an exec started now.
+        daemon.stub.AddProcess(pb.AddProcessRequest(id=container_id, pid="barrier", args=["true"]), timeout=30)
+        after.wait("exit", container_id, "barrier")
+        again = [(e.type, e.pid, e.status) for e in after.events if e.pid != "barrier"]
         self.assertEqual((left, again), ([], []),
                          "records of exited processes left behind, and exits reported again after a restart")
         (listed,) = daemon.stub.State(pb.StateRequest(id=container_id), timeout=10).containers

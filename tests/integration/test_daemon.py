@@ -3,12 +3,14 @@ The daemon as users run it: `twistd -n containerd` as a subprocess on a temp soc
 """
 
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
 import threading
 import time
+import urllib.request
 
 import grpc
 from twisted.trial.unittest import TestCase
@@ -16,7 +18,8 @@ from twisted.trial.unittest import TestCase
 from containerd_tx import __version__
 from containerd_tx.api import containerd_pb2 as pb
 from grpc_health.v1 import health_pb2
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, wait_for
+from tests.support.net import free_port
 
 
 class DaemonStartupTests(TestCase):
@@ -103,12 +106,13 @@ class DaemonShutdownTests(TestCase):
     """SIGTERM and SIGINT stop the daemon cleanly, also with clients connected."""
 
     def _stop_with_stream_open(self, sig):
-        daemon = Daemon.for_test(self)
+        port = free_port()
+        daemon = Daemon.for_test(self, args=("--metrics-address", f"tcp:{port}:interface=127.0.0.1"))
         stream = daemon.stub.Events(pb.EventsRequest())
         received = []
         reader = threading.Thread(target=lambda: received.extend(_drain(stream)), daemon=True)
         reader.start()
-        time.sleep(0.3)
+        wait_for(lambda: _subscribers(port) == 1, message="the events stream to be subscribed")
         started = time.monotonic()
         status = daemon.stop(sig, timeout=10)
         elapsed = time.monotonic() - started
@@ -140,3 +144,10 @@ def _drain(stream):
     except grpc.RpcError:
         pass
     return items
+
+
+def _subscribers(port):
+    """The daemon's event subscriber count, from its Prometheus page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return float(re.search(r"^containerd_tx_event_subscribers (\S+)$", text, re.M).group(1))
