@@ -1,0 +1,199 @@
+"""
+Docker Engine on containerd-tx: containers run, exit, exec, restart, die by signal and by OOM as Docker
+expects from containerd 0.2.
+"""
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.docker.base import DockerTestCase, run_on_pty
+from tests.docker.engine import IMAGE, poll
+
+#: A container that waits for its gate file, then exits 3 by itself.
+WAIT_GATE_EXIT_3 = ("sh", "-c", "while [ ! -e /gate/go ]; do usleep 5000; done; exit 3")
+
+
+class ContainerTests(DockerTestCase):
+    """One engine (and one containerd-tx on its default flags) for all the tests of this class."""
+
+    def test_run_exit_codes(self):
+        """`docker run` returns the container's exit status, as a shell would."""
+        for status in (0, 1, 3, 42, 255):
+            result = self.docker.run("run", "--rm", "--net=none", IMAGE, "sh", "-c", f"exit {status}",
+                                     check=False)
+            self.assertEqual(result.rc, status, result)
+
+    def test_kill(self):
+        """`docker kill` ends a container with SIGKILL (137); `kill -s TERM` reaches the init's trap."""
+        self.run_detached("killed", "sleep", "1000")
+        self.docker.run("kill", "killed")
+        self.assertEqual(self.docker.run("wait", "killed").out.strip(), "137")
+        self.run_detached("trapper", "sh", "-c", "trap 'exit 42' TERM; echo up; while :; do usleep 10000; done")
+        poll(lambda: self.docker.run("logs", "trapper").out == "up\n", message="the trap to be set")
+        self.docker.run("kill", "-s", "TERM", "trapper")
+        self.assertEqual(self.docker.run("wait", "trapper").out.strip(), "42")
+
+    def test_run_stdio(self):
+        """stdout and stderr stay apart; stdin reaches the container with -i; its status comes back."""
+        result = self.docker.run("run", "--rm", "--net=none", IMAGE, "sh", "-c", "echo out; echo err >&2")
+        self.assertEqual((result.out, result.err), ("out\n", "err\n"))
+        result = self.docker.run("run", "-i", "--rm", "--net=none", IMAGE, "sh", "-c", "cat; exit 4",
+                                 input="line 1\nline 2\n", check=False)
+        self.assertEqual((result.rc, result.out), (4, "line 1\nline 2\n"), result)
+
+    def test_run_missing_command(self):
+        """A command that does not exist is 127, as with containerd 0.2 (Docker reads runc's error text)."""
+        result = self.docker.run("run", "--name", "missing", "--net=none", IMAGE, "/no/such/command",
+                                 check=False)
+        self.assertEqual(result.rc, 127, result)
+        self.assertEqual(self.docker.state("missing")["ExitCode"], 127)
+
+    def test_detached_wait_logs(self):
+        """`docker run -d`, then `wait` gives the status and `logs` the output."""
+        self.run_detached("detached", "sh", "-c", "echo one; echo two >&2; exit 9")
+        self.assertEqual(self.docker.run("wait", "detached").out.strip(), "9")
+        logs = self.docker.run("logs", "detached")
+        self.assertEqual((logs.out, logs.err), ("one\n", "two\n"))
+        state = self.docker.state("detached")
+        self.assertEqual((state["Status"], state["ExitCode"], state["Running"]), ("exited", 9, False))
+
+    def test_exec(self):
+        """`docker exec` without a tty: output and exit status of the exec'd process."""
+        self.run_detached("exec-target", "sleep", "1000")
+        result = self.docker.run("exec", "exec-target", "sh", "-c", "echo from exec; exit 6", check=False)
+        self.assertEqual((result.rc, result.out), (6, "from exec\n"), result)
+        result = self.docker.run("exec", "-i", "exec-target", "cat", input="through stdin\n")
+        self.assertEqual(result.out, "through stdin\n")
+
+    def test_exec_it_pty(self):
+        """
+        `docker exec -it` from a terminal: the process gets a pty of the client's size, typed input
+        reaches it, its output comes back, and its exit status is the client's.
+        """
+        self.run_detached("pty-target", "sleep", "1000")
+        script = ("tty; for i in $(seq 200); do s=$(stty size 2>/dev/null); [ -n \"$s\" ] && "
+                  "[ \"$s\" != '0 0' ] && break; usleep 50000; done; "
+                  "echo size:$s; echo READY; read line; echo got:$line; exit 7")
+        argv = [self.docker.docker_bin, "-H", "unix://" + self.docker.socket, "exec", "-it", "pty-target",
+                "sh", "-c", script]
+        result = run_on_pty(argv, self.docker.cli_env, [(b"READY", b"hello pty\r")], rows=33, cols=101)
+        text = result.output.decode(errors="replace")
+        self.assertEqual(result.rc, 7, result)
+        self.assertIn("/dev/pts/", text)
+        self.assertIn("size:33 101", text)
+        self.assertIn("got:hello pty", text)
+
+    def test_run_it_pty(self):
+        """`docker run -it --rm` from a terminal: a pty inside, input in, status out."""
+        script = "tty; echo READY; read line; echo got:$line; exit 5"
+        argv = [self.docker.docker_bin, "-H", "unix://" + self.docker.socket, "run", "-it", "--rm",
+                "--net=none", IMAGE, "sh", "-c", script]
+        result = run_on_pty(argv, self.docker.cli_env, [(b"READY", b"typed\r")])
+        text = result.output.decode(errors="replace")
+        self.assertEqual(result.rc, 5, result)
+        self.assertIn("/dev/pts/", text)
+        self.assertIn("got:typed", text)
+
+    def test_pause_unpause(self):
+        """`docker pause`/`unpause` freeze and thaw the container (and Docker follows its state)."""
+        self.run_detached("pausable", "sleep", "1000")
+        self.docker.run("pause", "pausable")
+        self.wait_state("pausable", lambda s: s["Paused"], "docker to show the container paused")
+        self.docker.run("unpause", "pausable")
+        self.wait_state("pausable", lambda s: s["Running"] and not s["Paused"], "the container to run again")
+        self.assertEqual(self.docker.run("exec", "pausable", "echo", "thawed").out, "thawed\n")
+
+    def test_restart_loop(self):
+        """
+        `docker restart` 20 times in a row, each one successful, each time a new init (#15 item 1: the exit
+        event must not go out before the container is removed, or the next create finds it).
+        """
+        self.run_detached("restarter", "sh", "-c", "trap 'exit 0' TERM; while :; do usleep 20000; done")
+        failures = []
+        for attempt in range(1, 21):
+            before = self.docker.state("restarter")["Pid"]
+            result = self.docker.run("restart", "-t", "10", "restarter", check=False)
+            if result.rc != 0:
+                failures.append(f"restart {attempt}: {result.err.strip()}")
+                continue
+            state = self.docker.state("restarter")
+            if not state["Running"] or state["Pid"] in (0, before):
+                failures.append(f"restart {attempt}: state after it {state}")
+        self.assertEqual(failures, [])
+
+    def test_kill_racing_exit(self):
+        """
+        `docker kill` while the container exits by itself: each kill either signals it or says it is not
+        running, never an error (#15 item 3: Docker ignores Signal errors saying `container not found` or
+        `no such process`).
+
+        Four containers exit on one gate while 3 clients each keep sending SIGWINCH (which the containers
+        ignore) to each of them, so that kills land before, during and after every exit.
+        """
+        gate = self.gate("kill-race")
+        names = [f"kill-race-{i}" for i in range(4)]
+        for name in names:
+            self.run_detached(name, *WAIT_GATE_EXIT_3, options=("-v", f"{gate}:/gate"))
+        results, lock = [], threading.Lock()
+        started = threading.Event()
+
+        def spam(name):
+            not_running = 0
+            for _ in range(300):
+                result = self.docker.run("kill", "-s", "WINCH", name, check=False)
+                with lock:
+                    results.append((name, result))
+                started.set()
+                if result.rc != 0 and "is not running" in result.err:
+                    not_running += 1
+                    if not_running >= 3:
+                        return
+
+        with ThreadPoolExecutor(len(names) * 3) as pool:
+            futures = [pool.submit(spam, name) for name in names for _ in range(3)]
+            poll(started.is_set, message="a first kill to return")
+            with open(os.path.join(gate, "go"), "w"):
+                pass
+            for future in futures:
+                future.result()
+        errors = [f"{name}: rc {r.rc}: {r.err.strip()}" for name, r in results
+                  if r.rc != 0 and "is not running" not in r.err]
+        self.assertEqual(errors, [], f"{len(errors)} of {len(results)} kills failed")
+        for name in names:
+            state = self.docker.state(name)
+            self.assertEqual((state["Status"], state["ExitCode"]), ("exited", 3), name)
+
+    def test_stop_racing_exit(self):
+        """
+        `docker stop -t 1` while the container exits by itself about 1 s after the SIGTERM: the SIGKILL
+        of the stop and the container's own exit race. Every stop succeeds; the container ends exited, by
+        its own exit (3) or by the kill (137).
+        """
+        delays = [900000 + 20000 * i for i in range(11)]  # 0.90 s to 1.10 s, in microseconds
+        names = []
+        for i, delay in enumerate(delays):
+            name = f"stop-race-{i}"
+            self.run_detached(name, "sh", "-c",
+                              f"trap 'usleep {delay}; exit 3' TERM; echo up; while :; do usleep 10000; done")
+            names.append(name)
+        for name in names:
+            poll(lambda: self.docker.run("logs", name).out == "up\n", message=f"{name} to run its loop")
+        with ThreadPoolExecutor(len(names)) as pool:
+            results = list(pool.map(lambda n: self.docker.run("stop", "-t", "1", n, check=False), names))
+        self.assertEqual([r for r in results if r.rc != 0], [])
+        for name in names:
+            state = self.docker.state(name)
+            self.assertEqual(state["Status"], "exited", name)
+            self.assertIn(state["ExitCode"], (3, 137), name)
+
+    def test_oom_killed(self):
+        """
+        A memory-limited container that fills its memory is OOM-killed and Docker says so
+        (`State.OOMKilled`), with the daemon on its default flags (#15 item 4: OOM events by default).
+        """
+        result = self.docker.run("run", "--name", "oom", "-m", "32m", "--memory-swap", "32m", "--net=none",
+                                 IMAGE, "sh", "-c", "tail /dev/zero", check=False)
+        self.assertEqual(result.rc, 137, result)
+        state = self.docker.state("oom")
+        self.assertEqual((state["ExitCode"], state["OOMKilled"]), (137, True), state)
