@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.unit.test_durations -*-
 """
-Go-style durations ("1m0s", "30s", "1h30m", "250ms"), as the original daemon's flags took them.
+Go-style durations ("1m0s", "30s", "1h30m", "250ms"), as the original daemon's and ctr's flags took them.
+
+Shared by the daemon's options and ctr: it imports only the standard library.
 """
 
 import re
@@ -17,25 +19,32 @@ _UNITS = {
 # Go's time.Duration is an int64 of nanoseconds: about 292 years.
 _MAX_SECONDS = (2**63 - 1) / 1e9
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_SECONDS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)$")
 
 
-def parse_duration(text):
+def parse_duration(text, bare_seconds=False):
     """
     Parse a Go duration string into seconds.
 
-    "0" alone is allowed (as in Go); every other value needs units.
+    "0" alone is allowed (as in Go); every other value needs units, unless C{bare_seconds}.
 
     @param text: e.g. C{"1m0s"}, C{"30s"}, C{"1h30m"}, C{"1.5s"}.
+    @param bare_seconds: also take a plain number of seconds (C{"2.5"}), as ctr's flags do.
     @return: seconds as a float (never negative).
     @raise ValueError: with a one-line reason when C{text} is not a duration.
     """
     original = text
-    text = text.strip()
+    text = str(text).strip()
     if text in ("0", "+0"):
         return 0.0
     if text.startswith("-"):
         raise ValueError(f"invalid duration {original!r}: must not be negative")
     text = text.lstrip("+")
+    if bare_seconds and _SECONDS.match(text):
+        total = float(text)
+        if total > _MAX_SECONDS:
+            raise ValueError(f"invalid duration {original!r}: too large")
+        return total
     if not text:
         raise ValueError(f"invalid duration {original!r}")
     total = 0.0

@@ -11,7 +11,6 @@ import os
 import click
 from click.shell_completion import CompletionItem
 
-from containerd_tx.api import containerd_pb2
 from ctr import cli, output
 
 #: The columns of C{ctr checkpoints list}, as the original ctr printed them.
@@ -65,9 +64,14 @@ def complete_checkpoint_name(ctx, param, incomplete):
     if not container_id:
         return []
     directory = _absolute(_inherited(ctx, "checkpoint_dir", ctx.params.get("checkpoint_dir"), ""))
-    reply = cli.quiet_call(ctx, lambda api: api.ListCheckpoint(
-        containerd_pb2.ListCheckpointRequest(id=container_id, checkpointDir=directory),
-        timeout=cli.COMPLETION_TIMEOUT))
+
+    def call(api):
+        from containerd_tx.api import containerd_pb2
+
+        return api.ListCheckpoint(containerd_pb2.ListCheckpointRequest(id=container_id, checkpointDir=directory),
+                                  timeout=cli.COMPLETION_TIMEOUT)
+
+    reply = cli.quiet_call(ctx, call)
     if reply is None:
         return []
     return sorted(c.name for c in reply.checkpoints if c.name.startswith(incomplete))
@@ -125,13 +129,16 @@ Examples:
 @click.pass_context
 def list_checkpoints(ctx, checkpoint_dir, fmt, container_id):
     """List the checkpoints of container ID (alias: ls)."""
+    from containerd_tx.api import containerd_pb2
+
     directory = _inherited(ctx, "checkpoint_dir", checkpoint_dir, "")
     fmt = _inherited(ctx, "fmt", fmt, "table")
     reply = cli.api().ListCheckpoint(containerd_pb2.ListCheckpointRequest(
         id=container_id, checkpointDir=_absolute(directory)))
     found = sorted(reply.checkpoints, key=lambda c: c.name)
     if fmt == "json":
-        output.print_json([checkpoint_dict(c) for c in found])
+        for checkpoint in found:
+            output.print_json(checkpoint_dict(checkpoint))
     else:
         output.print_table(HEADERS, [checkpoint_row(c) for c in found])
 
@@ -165,6 +172,8 @@ on success.
 @click.pass_context
 def create(ctx, tcp, unix_sockets, shell, exit_, empty_ns, checkpoint_dir, container_id, name):
     """Checkpoint container ID as NAME."""
+    from containerd_tx.api import containerd_pb2
+
     _no_format(ctx)
     directory = _inherited(ctx, "checkpoint_dir", checkpoint_dir, "")
     request = containerd_pb2.CreateCheckpointRequest(
@@ -191,6 +200,8 @@ Examples:
 @click.pass_context
 def delete(ctx, checkpoint_dir, container_id, name):
     """Delete checkpoint NAME of container ID (alias: rm)."""
+    from containerd_tx.api import containerd_pb2
+
     _no_format(ctx)
     directory = _inherited(ctx, "checkpoint_dir", checkpoint_dir, "")
     cli.api().DeleteCheckpoint(containerd_pb2.DeleteCheckpointRequest(

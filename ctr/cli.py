@@ -1,12 +1,15 @@
 # -*- test-case-name: tests.unit.test_ctr_cli -*-
 """
 click plumbing shared by the commands: the global settings, the lazy connection, the --format option, the
-one-line failure, groups whose commands have aliases, and the shell completion of container ids.
+one-line failure, groups whose commands have aliases, and the shell completion of container ids, process ids
+and signal names.
+
+Nothing here imports gRPC or the generated code at import time: commands import them when they call the
+daemon (C{--help}, C{--version} and completion of commands and options never load them).
 """
 
 import click
 
-from containerd_tx.api import containerd_pb2
 from ctr import client
 
 #: How long the completion of a container id waits for the daemon (seconds): a shell must not hang.
@@ -75,7 +78,8 @@ def settings():
 
 def format_option(plain="table"):
     """
-    The C{--format/-o} option, stored as C{fmt}: C{plain} (the default, for people) or C{json} (for scripts).
+    The C{--format/-o} option, stored as C{fmt}: C{plain} (the default, for people) or C{json} (for scripts:
+    one JSON object per line per item).
     """
     return click.option(
         "--format", "-o", "fmt", type=click.Choice([plain, "json"]), default=plain, show_default=True,
@@ -122,12 +126,35 @@ def key_values(ctx, param, values):
     return list(values)
 
 
+def quiet_state(ctx, container_id=""):
+    """For completion: the daemon's C{StateResponse} (of one container when given), or C{None}."""
+    def call(api):
+        from containerd_tx.api import containerd_pb2
+
+        return api.State(containerd_pb2.StateRequest(id=container_id), timeout=COMPLETION_TIMEOUT)
+
+    return quiet_call(ctx, call)
+
+
 def complete_container_id(ctx, param, incomplete):
     """A C{shell_complete} callback: the ids of the daemon's containers that start with C{incomplete}."""
-    reply = quiet_call(ctx, lambda api: api.State(containerd_pb2.StateRequest(), timeout=COMPLETION_TIMEOUT))
+    reply = quiet_state(ctx)
     if reply is None:
         return []
     return sorted(c.id for c in reply.containers if c.id.startswith(incomplete))
+
+
+def complete_process_id(ctx, param, incomplete):
+    """
+    A C{shell_complete} callback: the process ids (C{init}, exec'd ones) of the container given on the
+    command line, or of every container when none is given yet.
+    """
+    container_id = ctx.params.get("container_id") or ""
+    reply = quiet_state(ctx, container_id)
+    if reply is None:
+        return ["init"] if "init".startswith(incomplete) else []
+    found = {p.pid for c in reply.containers if not container_id or c.id == container_id for p in c.processes}
+    return sorted(pid for pid in found | {"init"} if pid.startswith(incomplete))
 
 
 def container_id_argument(name="container_id", **kwargs):

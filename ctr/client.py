@@ -2,7 +2,8 @@
 """
 The connection to the daemon: parse the address, dial, check health, and turn gRPC errors into one line.
 
-Nothing here knows about click, so the same connection serves every command.
+Nothing here knows about click, so the same connection serves every command. gRPC and the generated code
+are imported when a connection is made, not before: C{--help}, C{--version} and completion never load them.
 """
 
 import errno
@@ -10,28 +11,25 @@ import socket
 import time
 from collections import namedtuple
 
-import grpc
-from google.protobuf import text_format
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from containerd_tx import addresses
+from ctr.errors import ClientError, ConnectError, describe_rpc_error
 
-from containerd_tx.api import containerd_pb2_grpc
+__all__ = ["ADDRESS_ENV", "DEFAULT_ADDRESS", "Address", "Client", "ClientError", "ConnectError", "connect",
+           "describe_rpc_error", "parse_address"]
 
 #: Where the daemon listens unless --address or CONTAINERD_ADDRESS says otherwise.
-DEFAULT_ADDRESS = "unix:///run/containerd/containerd.sock"
+DEFAULT_ADDRESS = addresses.DEFAULT_ADDRESS
 
 #: The environment variable that sets the address (the --address flag wins over it).
 ADDRESS_ENV = "CONTAINERD_ADDRESS"
 
+#: grpc.health.v1.HealthCheckResponse.ServingStatus values (the health reply is read by hand: see L{health_status}).
+HEALTH_STATUSES = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+SERVING = 1
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
 _NOT_RUNNING = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK, errno.ENOTDIR)
 _DENIED = (errno.EACCES, errno.EPERM)
-
-
-class ClientError(Exception):
-    """An error found on the client side; its message is one line for the user."""
-
-
-class ConnectError(ClientError):
-    """No daemon answered at the address."""
 
 
 class Address(namedtuple("Address", "path display target")):
@@ -50,29 +48,45 @@ def parse_address(text):
 
     @raise ValueError: for an empty path or another scheme (the daemon only listens on unix sockets).
     """
-    text = str(text).strip()
-    if text.startswith("unix://"):
-        path = text[len("unix://"):]
-    elif text.startswith("unix:"):
-        path = text[len("unix:"):]
-    elif "://" in text:
-        raise ValueError(f"unsupported address {text!r}: only unix sockets (unix:///path) are supported")
-    else:
-        path = text
-    if not path:
-        raise ValueError(f"invalid address {text!r}: the socket path is empty")
+    path = addresses.socket_path(text)
     return Address(path, "unix://" + path, "unix:" + path)
 
 
-def describe_rpc_error(error):
+def health_status(data):
     """
-    @return: the one-line message of a L{grpc.RpcError}: its details, or its status code's name.
+    The status of a serialized C{grpc.health.v1.HealthCheckResponse} (field 1, a varint enum; absent means
+    UNKNOWN). Read by hand, so that the health check needs no generated code.
+
+    @raise ValueError: when C{data} is not such a message.
     """
-    details = error.details() if hasattr(error, "details") else None
-    if not details:
-        code = error.code() if hasattr(error, "code") else None
-        details = code.name if code is not None else str(error) or "unknown gRPC error"
-    return " ".join(details.split())
+    status, position = 0, 0
+    while position < len(data):
+        key, position = _varint(data, position)
+        if key >> 3 == 1 and key & 7 == 0:
+            status, position = _varint(data, position)
+        elif key & 7 == 0:
+            _, position = _varint(data, position)
+        elif key & 7 == 2:
+            size, position = _varint(data, position)
+            position += size
+        else:
+            raise ValueError("not a HealthCheckResponse")
+    if position != len(data):
+        raise ValueError("truncated HealthCheckResponse")
+    return status
+
+
+def _varint(data, position):
+    value = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
 
 
 class Client:
@@ -84,6 +98,8 @@ class Client:
     """
 
     def __init__(self, channel, address, closer=None):
+        from containerd_tx.api import containerd_pb2_grpc
+
         self._close = closer or channel.close
         self.address = address
         self.api = containerd_pb2_grpc.APIStub(channel)
@@ -91,6 +107,29 @@ class Client:
     def close(self):
         """Close the channel; calls still running are cancelled."""
         self._close()
+
+
+def probe(address, timeout, log=None):
+    """
+    Connect once by hand, so that a missing socket, a refused connection or a socket the user may not use
+    fails at once, with its own message.
+
+    @raise ConnectError: when nobody listens or the socket is not accessible.
+    """
+    note = log or (lambda line: None)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address.path)
+    except OSError as error:
+        note(f"connect {address.path}: {error}")
+        if error.errno in _DENIED:
+            raise ConnectError(f"cannot connect to containerd at {address.display}: permission denied") from None
+        if error.errno in _NOT_RUNNING or isinstance(error, socket.timeout):
+            raise _not_running(address) from None
+        raise ConnectError(f"cannot connect to containerd at {address.display}: {error.strerror or error}") from None
+    finally:
+        sock.close()
 
 
 def connect(address, timeout=5.0, log=None):
@@ -103,9 +142,11 @@ def connect(address, timeout=5.0, log=None):
     @return: a L{Client}.
     @raise ConnectError: when nobody listens, the socket is not accessible, or health is not SERVING in time.
     """
+    import grpc
+
     note = log or (lambda line: None)
     deadline = time.monotonic() + timeout
-    _probe(address, timeout, note)
+    probe(address, timeout, note)
     channel = grpc.insecure_channel(address.target)
     try:
         _wait_healthy(channel, address, deadline, note)
@@ -113,42 +154,27 @@ def connect(address, timeout=5.0, log=None):
         channel.close()
         raise
     if log is not None:
-        return Client(grpc.intercept_channel(channel, _LogCalls(log)), address, closer=channel.close)
+        return Client(grpc.intercept_channel(channel, _log_calls(log)), address, closer=channel.close)
     return Client(channel, address)
-
-
-def _probe(address, timeout, log):
-    """Connect once by hand, so that a missing socket or a refused connection fails at once."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(timeout)
-    try:
-        probe.connect(address.path)
-    except OSError as error:
-        log(f"connect {address.path}: {error}")
-        if error.errno in _DENIED:
-            raise ConnectError(f"cannot connect to containerd at {address.display}: permission denied") from None
-        if error.errno in _NOT_RUNNING or isinstance(error, socket.timeout):
-            raise _not_running(address) from None
-        raise ConnectError(f"cannot connect to containerd at {address.display}: {error.strerror or error}") from None
-    finally:
-        probe.close()
 
 
 def _wait_healthy(channel, address, deadline, log):
     """Ask grpc.health.v1.Health/Check until it says SERVING or the deadline passes."""
-    health = health_pb2_grpc.HealthStub(channel)
+    import grpc
+
+    check = channel.unary_unary(_HEALTH_CHECK, request_serializer=lambda request: b"",
+                                response_deserializer=health_status)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _not_running(address)
         try:
-            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=remaining, wait_for_ready=True)
+            status = check(None, timeout=remaining, wait_for_ready=True)
         except grpc.RpcError as error:
             log(f"health check: {describe_rpc_error(error)}")
             raise _not_running(address) from None
-        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-        log(f"health check: {status}")
-        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+        log(f"health check: {HEALTH_STATUSES.get(status, status)}")
+        if status == SERVING:
             return
         time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
@@ -157,19 +183,21 @@ def _not_running(address):
     return ConnectError(f"cannot connect to containerd at {address.display}: is the daemon running?")
 
 
-class _LogCalls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Log every call's method and request (for --debug)."""
+def _log_calls(log):
+    """@return: a gRPC interceptor that logs every call's method and request (for --debug)."""
+    import grpc
+    from google.protobuf import text_format
 
-    def __init__(self, log):
-        self._log = log
+    class LogCalls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+        def _note(self, details, request):
+            log(f"{details.method} {text_format.MessageToString(request, as_one_line=True)}".rstrip())
 
-    def _note(self, details, request):
-        self._log(f"{details.method} {text_format.MessageToString(request, as_one_line=True)}".rstrip())
+        def intercept_unary_unary(self, continuation, client_call_details, request):
+            self._note(client_call_details, request)
+            return continuation(client_call_details, request)
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):
-        self._note(client_call_details, request)
-        return continuation(client_call_details, request)
+        def intercept_unary_stream(self, continuation, client_call_details, request):
+            self._note(client_call_details, request)
+            return continuation(client_call_details, request)
 
-    def intercept_unary_stream(self, continuation, client_call_details, request):
-        self._note(client_call_details, request)
-        return continuation(client_call_details, request)
+    return LogCalls()

@@ -9,8 +9,7 @@ import secrets
 
 import click
 
-from containerd_tx.api import containerd_pb2
-from ctr import cli, stdio
+from ctr import cli
 
 
 def generated_process_id():
@@ -65,9 +64,42 @@ def exec_env(stub, container_id, extra):
     """
     if not extra:
         return []
+    from containerd_tx.api import containerd_pb2
+
     found = stub.State(containerd_pb2.StateRequest(id=container_id)).containers
     base = bundle_env(found[0].bundlePath) if found else None
     return merge_env(base or [], extra)
+
+
+def split_args(container_id, args):
+    """
+    The container and the command of C{exec}: C{--id ID ARGS...}, or C{ID [--] ARGS...}.
+
+    @return: C{(container_id, args)}.
+    @raise click.UsageError: when the container or the command is missing.
+    """
+    args = list(args)
+    if container_id is None:
+        if args[:1] == ["--"]:
+            args.pop(0)
+        if args[1:2] == ["--"]:
+            del args[1]
+        if len(args) < 2:
+            raise click.UsageError("missing the container or the command: ctr containers exec ID -- ARGS... "
+                                   "(or --id ID -- ARGS...)")
+        return args[0], args[1:]
+    if args[:1] == ["--"]:
+        args.pop(0)
+    if not args:
+        raise click.UsageError("missing the command to run: ctr containers exec --id ID -- ARGS...")
+    return container_id, args
+
+
+def _complete_args(ctx, param, incomplete):
+    """The container id, when it is the first argument still to come (no --id)."""
+    if ctx.params.get("container_id") is None and not ctx.params.get("args"):
+        return cli.complete_container_id(ctx, param, incomplete)
+    return []
 
 
 @click.command(
@@ -75,10 +107,12 @@ def exec_env(stub, container_id, extra):
     context_settings={"allow_interspersed_args": False},
     epilog="""\b
 Examples:
-  ctr containers exec --id web -- ls -l /
-  ctr containers exec --id web -a -- sh -c 'id -u; exit 4'; echo $?     # 0, then 4
-  ctr containers exec --id web -a -t -- sh                          # an interactive shell
-  ctr containers exec --id web --pid backup --uid 1000 --cwd /tmp --env FOO=bar -- tar cf x.tar .
+  ctr containers exec web -- ls -l /
+  ctr containers exec -a web -- sh -c 'id -u; exit 4'; echo $?      # 0, then 4
+  ctr containers exec -a -t web -- sh                            # an interactive shell
+  ctr containers exec --id web --pid backup -u 1000 --cwd /tmp --env FOO=bar -- tar cf x.tar .
+
+The container is the first argument, or --id ID (containerd 0.2's form) with ARGS alone.
 
 Without --attach the process runs in the background with its stdio on /dev/null, and its process id is
 printed (for `ctr containers kill -p`): the --pid given, else a generated one like "exec-3fa91c". With --attach, stdin,
@@ -87,8 +121,8 @@ terminal is put in raw mode (restored on exit) and the process's terminal follow
 --env entries are added to the container's environment (the bundle's process.env).
 """,
 )
-@click.option("--id", "container_id", required=True, metavar="ID", shell_complete=cli.complete_container_id,
-              help="The container to run the process in.")
+@click.option("--id", "container_id", default=None, metavar="ID", shell_complete=cli.complete_container_id,
+              help="The container to run the process in (else the first argument).")
 @click.option("--pid", "process_id", default=None, metavar="NAME",
               help="Process id in the container (default: exec-<6 hex digits>).")
 @click.option("--attach", "-a", is_flag=True, help="Connect stdio and wait for the process to exit.")
@@ -96,12 +130,15 @@ terminal is put in raw mode (restored on exit) and the process's terminal follow
 @click.option("--cwd", default="", metavar="DIR", help="Working directory (absolute; default: the container's).")
 @click.option("--env", "-e", "env", multiple=True, callback=cli.key_values, metavar="KEY=VALUE",
               help="Set an environment variable (repeatable).")
-@click.option("--uid", type=_ID, default=0, show_default=True, metavar="N", help="User id.")
-@click.option("--gid", type=_ID, default=0, show_default=True, metavar="N", help="Group id.")
-@click.argument("args", nargs=-1, required=True, metavar="-- ARGS...")
+@click.option("--uid", "-u", type=_ID, default=0, show_default=True, metavar="N", help="User id.")
+@click.option("--gid", "-g", type=_ID, default=0, show_default=True, metavar="N", help="Group id.")
+@click.argument("args", nargs=-1, metavar="[ID] -- ARGS...", shell_complete=_complete_args)
 @click.pass_context
 def exec_command(ctx, container_id, process_id, attach, tty, cwd, env, uid, gid, args):
     """Run ARGS as a new process in the running container ID."""
+    container_id, args = split_args(container_id, args)
+    from containerd_tx.api import containerd_pb2
+
     process_id = process_id or generated_process_id()
     stub = cli.api()
     request = containerd_pb2.AddProcessRequest(
@@ -122,5 +159,7 @@ def exec_command(ctx, container_id, process_id, attach, tty, cwd, env, uid, gid,
         request.stdin, request.stdout, request.stderr = stdin, stdout, stderr
         stub.AddProcess(request)
 
+    from ctr import stdio
+
     status = stdio.attach(stub, container_id, process_id, add, tty=tty)
-    ctx.exit(status if status <= 255 else 255)
+    ctx.exit(stdio.exit_status(status))

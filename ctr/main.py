@@ -3,16 +3,21 @@
 The C{ctr} command: global options, the command tree, and how errors end the program.
 
 Every error from the daemon or the connection ends as one line on stderr, C{ctr: <message>}, with exit
-status 1 (with C{--debug}, the traceback comes first); usage errors are click's, with status 2.
+status 1 (with C{--debug}, the traceback comes first); usage errors are click's, with status 2. A reader
+that goes away (C{ctr events | head -2}) ends ctr quietly with status 0, as other Unix tools do.
+
+Importing this module loads click and ctr's own modules only: gRPC and the generated code are imported by
+the commands that call the daemon, so C{--help}, C{--version} and completion stay quick.
 """
 
+import os
+import sys
 import traceback
 
 import click
-import grpc
 
 from containerd_tx import __version__
-from ctr import cli, client, output
+from ctr import cli, client, errors, output
 from ctr.checkpoints import checkpoints
 from ctr.completion import completion
 from ctr.containers import containers
@@ -30,23 +35,38 @@ class _Root(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except grpc.RpcError as error:
-            raise self._failure(ctx, client.describe_rpc_error(error)) from None
-        except client.ClientError as error:
+        except errors.ClientError as error:
             raise self._failure(ctx, str(error)) from None
         except BrokenPipeError:
-            raise  # click's own handling: exit quietly
+            _quiet_stdout()
+            ctx.exit(0)
         except OSError as error:
             where = f": {error.filename}" if error.filename else ""
             raise self._failure(ctx, f"{error.strerror or error}{where}") from None
         except KeyboardInterrupt:
             ctx.exit(INTERRUPTED)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            if errors.is_rpc_error(error):
+                raise self._failure(ctx, errors.describe_rpc_error(error)) from None
+            raise
 
     @staticmethod
     def _failure(ctx, message):
         if isinstance(ctx.obj, cli.Settings) and ctx.obj.debug:
             traceback.print_exc()
         return cli.Failure(message)
+
+
+def _quiet_stdout():
+    """The reader of stdout went away: send what is still buffered, and later output, to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _address(ctx, param, value):
@@ -69,7 +89,7 @@ def _timeout(ctx, param, value):
 Examples:
   ctr containers
   ctr --address unix:///run/containerd-tx.sock containers start -a web /srv/bundles/web
-  ctr containers exec --id web -a -t -- sh
+  ctr containers exec -a -t web -- sh
   CONTAINERD_ADDRESS=/tmp/c.sock ctr events --format json
   source <(ctr completion bash)
 
@@ -87,7 +107,7 @@ Exit status:
               show_default=True, callback=_address, metavar="ADDR",
               help="Daemon socket: unix:///abs/path, unix://rel/path or a bare path.")
 @click.option("--debug", is_flag=True, help="Log calls to stderr, and print tracebacks of errors.")
-@click.option("--connect-timeout", type=output.DURATION, default="5s", show_default=True, callback=_timeout,
+@click.option("--connect-timeout", "--conn-timeout", "connect_timeout", type=output.DURATION, default="5s", show_default=True, callback=_timeout,
               help="How long to wait for the daemon to answer (5s, 500ms, 1m).")
 @click.version_option(__version__, "--version", prog_name="ctr", message="%(prog)s version %(version)s")
 @click.pass_context
@@ -102,7 +122,11 @@ for _command in (checkpoints, completion, containers, events, state, version):
 
 def main():
     """The console script's entry point (C{ctr = ctr.main:main})."""
-    ctr(prog_name="ctr")
+    try:
+        ctr(prog_name="ctr")
+    except BrokenPipeError:  # from click's own output (--help, usage errors) to a closed pipe
+        _quiet_stdout()
+        sys.exit(0)
 
 
 if __name__ == "__main__":

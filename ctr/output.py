@@ -1,7 +1,10 @@
 # -*- test-case-name: tests.unit.test_ctr_output -*-
 """
-What ctr prints and the values it parses: aligned tables, JSON, human sizes, sizes and durations, and a
-progress line for slow calls.
+What ctr prints and the values it parses: aligned tables, JSON, human sizes, sizes and durations, the
+"unlimited" sentinels, and a progress line for slow calls.
+
+JSON is one style in every command: one compact object per line per item, keys as protobuf's json_format
+names the proto's fields (lowerCamelCase), sorted; a limit that is not set is C{null}.
 """
 
 import contextlib
@@ -13,6 +16,8 @@ import time
 
 import click
 
+from containerd_tx import durations
+
 #: Spaces between two table columns (at least two, like tabwriter's padding).
 PADDING = 3
 
@@ -20,8 +25,11 @@ _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p
 _SIZE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(?:i?b)?$", re.IGNORECASE)
 _HUMAN_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+#: A limit at or above this is no limit: cgroup v1 reports "unlimited" as 0x7FFFFFFFFFFFF000 (and v2 as "max").
+UNLIMITED_FROM = 1 << 62
+
+#: How tables show a limit that is not set.
+UNLIMITED = "unlimited"
 
 
 def _cell(value):
@@ -81,24 +89,37 @@ class StreamTable:
         self.padding = padding
 
     def format(self, row):
-        """@return: the line for C{row} (a sequence of cells), without newline."""
-        return _join([_cell(c) for c in row], self.widths, self.padding)
+        """
+        @return: the line for C{row} (a sequence of cells), without newline. A cell wider than its column
+            widens the column for this row and every later one, so that the rows that follow align again.
+        """
+        cells = [_cell(c) for c in row]
+        self.widths = [max(width, len(cell)) for width, cell in zip(self.widths, cells)]
+        return _join(cells, self.widths, self.padding)
 
     def header(self):
         """@return: the header line."""
         return self.format(self.headers)
 
 
-def print_json(value, lines=False):
-    """
-    Print C{value} as JSON on stdout.
+def to_json(value):
+    """@return: C{value} as one line of compact JSON with sorted keys."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
-    @param lines: one compact object per line (for streams) instead of indented JSON.
-    """
-    if lines:
-        click.echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
-    else:
-        click.echo(json.dumps(value, sort_keys=True, indent=2))
+
+def print_json(value):
+    """Print C{value} as one line of JSON on stdout (one item: a command prints one line per item)."""
+    click.echo(to_json(value))
+
+
+def limit_or_none(value):
+    """@return: a limit as JSON prints it: C{None} (null) when it is not set (0, or the "unlimited" sentinel)."""
+    return None if not value or value >= UNLIMITED_FROM else value
+
+
+def human_limit(value):
+    """@return: a size limit for a table: L{human_size}, or C{"unlimited"} when it is not set."""
+    return UNLIMITED if limit_or_none(value) is None else human_size(value)
 
 
 def human_size(size):
@@ -132,30 +153,13 @@ def parse_size(text):
 
 def parse_duration(text):
     """
-    Parse a Go duration (C{"5s"}, C{"1m30s"}, C{"250ms"}) or a bare number of seconds (C{"2.5"}).
+    Parse a Go duration (C{"5s"}, C{"1m30s"}, C{"250ms"}) or a bare number of seconds (C{"2.5"}), with the
+    daemon's rules (L{containerd_tx.durations.parse_duration}).
 
     @return: seconds as a float (never negative).
     @raise ValueError: with a one-line reason when C{text} is not a duration.
     """
-    original = text
-    text = str(text).strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if seconds < 0 or seconds != seconds or seconds == float("inf"):
-            raise ValueError(f"invalid duration {original!r}")
-        return seconds
-    total, position = 0.0, 0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if not text or position != len(text):
-        raise ValueError(f"invalid duration {original!r} (use forms like 5s, 1m30s, 250ms)")
-    return total
+    return durations.parse_duration(text, bare_seconds=True)
 
 
 class _Parsed(click.ParamType):

@@ -30,10 +30,36 @@ def parse_signal(text):
         raise ValueError(f"unknown signal {text!r}") from None
 
 
+def signal_names():
+    """@return: the names of the standard signals without C{SIG} (C{HUP}, C{INT}, ...), in number order."""
+    found = {}
+    for item in signal.Signals:
+        if item.name.startswith("SIG") and not item.name.startswith("SIG_") and not item.name.startswith("SIGRT"):
+            found.setdefault(int(item), item.name[3:])
+    return [found[number] for number in sorted(found)]
+
+
+def complete_signal(incomplete):
+    """
+    @return: the signal names that complete C{incomplete}, as it was begun: C{K} -> C{KILL},
+        C{SIGK} -> C{SIGKILL}, C{k} -> C{kill}.
+    """
+    prefix = "SIG" if incomplete.upper().startswith("SIG") else ""
+    names = [prefix + name for name in signal_names()]
+    if incomplete[:1].islower():
+        names = [name.lower() for name in names]
+    return [name for name in names if name.startswith(incomplete)]
+
+
 class SignalType(click.ParamType):
     """click type for a signal name or number (L{parse_signal}); a bad one is a usage error."""
 
     name = "signal"
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(name) for name in complete_signal(incomplete)]
 
     def convert(self, value, param, ctx):
         if isinstance(value, int):

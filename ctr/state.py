@@ -5,7 +5,6 @@ C{ctr state}: the machine, then every container with its processes.
 
 import click
 
-from containerd_tx.api import containerd_pb2
 from ctr import cli, containers, output
 
 #: The columns of each container's process table.
@@ -34,12 +33,14 @@ def state_lines(state):
     epilog="""\b
 Examples:
   ctr state
-  ctr state --format json
+  ctr state --format json               # one line: {"containers": [...], "machine": {...}}
 """,
 )
 @cli.format_option()
 def state(fmt):
     """Print the machine, then every container and its processes."""
+    from containerd_tx.api import containerd_pb2
+
     reply = cli.api().State(containerd_pb2.StateRequest())
     if fmt == "json":
         output.print_json({

@@ -18,11 +18,8 @@ from the first frame on:
 import time
 
 import click
-import grpc
-from google.protobuf import timestamp_pb2
 
-from containerd_tx.api import containerd_pb2
-from ctr import cli, client, events, output
+from ctr import cli, errors, events, output
 
 #: Seconds between two samples (and between two frames).
 INTERVAL = 1.0
@@ -101,7 +98,8 @@ def network_io(response):
 
 def summarize(container_id, previous, current, machine=None, elapsed_ns=0):
     """
-    One frame's numbers for one container: what the table shows and C{--format json} prints.
+    One frame's numbers for one container: what the table shows and C{--format json} prints (keys as
+    protobuf's json_format names the proto's fields; a limit that is not set is C{None}).
 
     @param previous: the earlier C{StatsResponse}, or C{None} (CPU % is then C{None}).
     @param current: the later C{StatsResponse}.
@@ -125,38 +123,46 @@ def summarize(container_id, previous, current, machine=None, elapsed_ns=0):
     read, written = block_io(current)
     pids = current.cgroup_stats.pids_stats
     seconds, nanos = divmod(taken_ns, 1_000_000_000)
+    limit = output.limit_or_none(limit)
     return {
         "id": container_id,
-        "timestamp": events.format_timestamp(timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)),
-        "timestamp_ns": taken_ns,
-        "cpu_percent": percent,
+        "timestamp": events.format_timestamp(_Stamp(seconds, nanos)),
+        "timestampNs": taken_ns,
+        "cpuPercent": percent,
         "cpu": {
-            "total_usage": cpu.cpu_usage.total_usage,
-            "usage_in_kernelmode": cpu.cpu_usage.usage_in_kernelmode,
-            "usage_in_usermode": cpu.cpu_usage.usage_in_usermode,
-            "system_usage": cpu.system_usage,
-            "online_cpus": cpus,
-            "throttled_periods": cpu.throttling_data.throttled_periods,
-            "throttled_time": cpu.throttling_data.throttled_time,
+            "totalUsage": cpu.cpu_usage.total_usage,
+            "usageInKernelmode": cpu.cpu_usage.usage_in_kernelmode,
+            "usageInUsermode": cpu.cpu_usage.usage_in_usermode,
+            "systemUsage": cpu.system_usage,
+            "onlineCpus": cpus,
+            "throttledPeriods": cpu.throttling_data.throttled_periods,
+            "throttledTime": cpu.throttling_data.throttled_time,
         },
         "memory": {
             "usage": usage,
             "limit": limit,
-            "percent": usage / limit * 100.0 if limit else 0.0,
-            "raw_usage": memory.usage.usage,
-            "max_usage": memory.usage.max_usage,
-            "cgroup_limit": memory.usage.limit,
+            "percent": usage / limit * 100.0 if limit else None,
+            "rawUsage": memory.usage.usage,
+            "maxUsage": memory.usage.max_usage,
+            "cgroupLimit": output.limit_or_none(memory.usage.limit),
             "cache": memory.cache,
             "failcnt": memory.usage.failcnt,
         },
         "network": {
-            "rx_bytes": rx,
-            "tx_bytes": tx,
-            "interfaces": {n.name: {"rx_bytes": n.rx_bytes, "tx_bytes": n.Tx_bytes} for n in current.network_stats},
+            "rxBytes": rx,
+            "txBytes": tx,
+            "interfaces": {n.name: {"rxBytes": n.rx_bytes, "txBytes": n.Tx_bytes} for n in current.network_stats},
         },
-        "block_io": {"read": read, "write": written},
-        "pids": {"current": pids.current, "limit": pids.limit},
+        "blockIo": {"read": read, "write": written},
+        "pids": {"current": pids.current, "limit": output.limit_or_none(pids.limit)},
     }
+
+
+class _Stamp:
+    """A time as L{events.format_timestamp} reads it (seconds and nanos), without loading protobuf."""
+
+    def __init__(self, seconds, nanos):
+        self.seconds, self.nanos = seconds, nanos
 
 
 def _percent(value):
@@ -164,14 +170,14 @@ def _percent(value):
 
 
 def stats_row(summary):
-    """@return: a L{summarize} dict as a row of the table."""
-    memory, network, disk = summary["memory"], summary["network"], summary["block_io"]
+    """@return: a L{summarize} dict as a row of the table ("unlimited" for a limit that is not set)."""
+    memory, network, disk = summary["memory"], summary["network"], summary["blockIo"]
     return [
         summary["id"],
-        _percent(summary["cpu_percent"]),
-        f"{output.human_size(memory['usage'])} / {output.human_size(memory['limit'])}",
+        _percent(summary["cpuPercent"]),
+        f"{output.human_size(memory['usage'])} / {output.human_limit(memory['limit'])}",
         _percent(memory["percent"]),
-        f"{output.human_size(network['rx_bytes'])} / {output.human_size(network['tx_bytes'])}",
+        f"{output.human_size(network['rxBytes'])} / {output.human_size(network['txBytes'])}",
         f"{output.human_size(disk['read'])} / {output.human_size(disk['write'])}",
         summary["pids"]["current"],
     ]
@@ -198,49 +204,77 @@ class _Screen:
 
 
 def _stats(stub, container_id):
+    from containerd_tx.api import containerd_pb2
+
     try:
         return stub.Stats(containerd_pb2.StatsRequest(id=container_id))
-    except grpc.RpcError as error:
-        if error.code() == grpc.StatusCode.UNIMPLEMENTED:
-            raise client.ClientError("the daemon does not serve Stats (UNIMPLEMENTED)") from None
+    except Exception as error:
+        if errors.is_rpc_error(error) and errors.rpc_code(error) == "UNIMPLEMENTED":
+            raise errors.ClientError("the daemon does not serve Stats (UNIMPLEMENTED)") from None
         raise
+
+
+def _gone(error):
+    return errors.is_rpc_error(error) and errors.rpc_code(error) == "NOT_FOUND"
+
+
+def running_ids(state):
+    """@return: the ids of the running containers of a C{StateResponse}, sorted."""
+    return sorted(c.id for c in state.containers if c.status == "running")
 
 
 def watch(stub, container_ids, stream=True, fmt="table", terminal=False, sleep=time.sleep):
     """
     Sample the containers, then print a frame every L{INTERVAL} seconds (one frame unless C{stream}).
 
-    An error on the first samples (an unknown container) is raised; a container that is gone later
-    (NOT_FOUND) leaves the frames, and the command ends when none is left.
+    With ids, an error on the first samples (an unknown container) is raised; a container that is gone
+    later (NOT_FOUND) leaves the frames, and the command ends when none is left. Without ids (docker's
+    C{stats}), every running container is shown: the list is read again for each frame, so containers that
+    start join (from their second sample on) and containers that stop leave, and the command goes on.
 
     @param terminal: redraw in place (stdout is a terminal).
     @param sleep: C{time.sleep}, for tests.
     """
-    machine = stub.State(containerd_pb2.StateRequest()).machine
-    ids = list(dict.fromkeys(container_ids))
+    from containerd_tx.api import containerd_pb2
+
+    every = not container_ids
+    state = stub.State(containerd_pb2.StateRequest())
+    machine = state.machine
+    ids = running_ids(state) if every else list(dict.fromkeys(container_ids))
     previous = {}
     for container_id in ids:
-        previous[container_id] = (_stats(stub, container_id), time.monotonic_ns())
+        try:
+            previous[container_id] = (_stats(stub, container_id), time.monotonic_ns())
+        except Exception as error:
+            if not (every and _gone(error)):
+                raise
     screen = _Screen(terminal and fmt == "table")
     widths = None  # columns only grow from frame to frame, so that they do not jump about
-    while previous:
+    while previous or every:
         sleep(INTERVAL)
         frame = []
         current = {}
-        for container_id, (before, before_ns) in previous.items():
+        if every:
+            ids = running_ids(stub.State(containerd_pb2.StateRequest()))
+            previous.update({i: None for i in ids if i not in previous})
+        for container_id, sampled in previous.items():
+            if every and container_id not in ids:
+                continue
             try:
                 after = _stats(stub, container_id)
-            except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.NOT_FOUND:
+            except Exception as error:
+                if _gone(error):
                     continue
                 raise
             after_ns = time.monotonic_ns()
             current[container_id] = (after, after_ns)
-            frame.append(summarize(container_id, before, after, machine, after_ns - before_ns))
-        if frame and fmt == "json":
+            if sampled is not None:
+                before, before_ns = sampled
+                frame.append(summarize(container_id, before, after, machine, after_ns - before_ns))
+        if fmt == "json":
             for summary in frame:
-                output.print_json(summary, lines=True)
-        elif frame:
+                output.print_json(summary)
+        elif frame or every:
             rows = [stats_row(s) for s in frame]
             widths = output.column_widths(HEADERS, rows, widths)
             screen.show(output.format_table(HEADERS, rows, widths=widths))
@@ -252,23 +286,26 @@ def watch(stub, container_ids, stream=True, fmt="table", terminal=False, sleep=t
 @click.command(
     epilog="""\b
 Examples:
+  ctr containers stats                  # every running container
   ctr containers stats web db
   ctr containers stats --no-stream web
-  ctr containers stats --format json web | jq .cpu_percent
+  ctr containers stats --format json web | jq .cpuPercent
 
 CPU % compares two samples taken a second apart (docker's formula: Δ container cpu time / Δ host cpu time
 × cpus × 100), so the first frame appears after a second; --no-stream prints that one frame. On a terminal
 the table is redrawn in place (its columns only grow); otherwise each frame follows the last after a blank
 line. --format json
-prints one object per container per frame with the raw numbers. MEM USAGE leaves out the inactive page
-cache; LIMIT is the machine's memory when the container has no lower limit. Ctrl-C ends.
+prints one object per container per frame with the raw numbers (a limit not set is null). MEM USAGE
+leaves out the inactive page cache; LIMIT is the machine's memory when the container has no lower limit.
+Without ids, every running container is shown, and containers that start or stop join or leave. Ctrl-C
+ends.
 """,
 )
 @click.option("--no-stream", is_flag=True, help="Print one frame and exit.")
 @cli.format_option()
-@cli.container_id_argument("container_ids", nargs=-1, required=True, metavar="ID...")
+@cli.container_id_argument("container_ids", nargs=-1, required=False, metavar="[ID...]")
 def stats(no_stream, fmt, container_ids):
-    """Show live resource usage of running containers."""
+    """Show live resource usage of running containers (all of them without ids)."""
     stub = cli.api()
     try:
         watch(stub, container_ids, stream=not no_stream, fmt=fmt,

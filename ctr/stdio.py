@@ -19,10 +19,7 @@ import threading
 import time
 from tty import setraw
 
-import grpc
-
-from containerd_tx.api import containerd_pb2
-from ctr import client, events
+from ctr import errors, events
 
 #: After the exit event, output is copied until EOF or until the FIFOs stay silent this long (seconds).
 DRAIN_IDLE = 1.0
@@ -170,6 +167,14 @@ def _read_chunk(stream):
     return os.read(fd, _CHUNK)
 
 
+def exit_status(status):
+    """
+    @return: the exit status ctr ends with for a process's: the same from 0 to 255 (128+N for a process
+        killed by signal N, as shells report it), 255 for anything a shell could not show.
+    """
+    return status if 0 <= status <= 255 else 255
+
+
 def _pump_stdin(stream, fd, close_stdin):
     """Copy a local stream into the stdin FIFO; at EOF close the FIFO and call C{close_stdin}."""
     try:
@@ -186,8 +191,9 @@ def _pump_stdin(stream, fd, close_stdin):
         os.close(fd)
     try:
         close_stdin()
-    except (grpc.RpcError, ValueError):
-        pass  # the process may have exited already, or the channel closed
+    except Exception as error:  # noqa: BLE001 - the process may have exited already, or the channel closed
+        if not (errors.is_rpc_error(error) or isinstance(error, ValueError)):
+            raise
 
 
 def _fileno(stream):
@@ -239,8 +245,9 @@ class Resizer:
         try:
             size = os.get_terminal_size(self._fd)
             self._send(size.columns, size.lines)
-        except (OSError, grpc.RpcError, ValueError):
-            pass
+        except Exception as error:  # noqa: BLE001 - the process may be gone
+            if not (errors.is_rpc_error(error) or isinstance(error, (OSError, ValueError))):
+                raise
 
     def _run(self):
         while True:
@@ -279,7 +286,7 @@ def wait_for_exit(stream, container_id, process_id):
     for event in stream:
         if event.type == "exit" and event.id == container_id and event.pid == process_id:
             return event.status
-    raise client.ClientError(f"the event stream ended before process {process_id} of {container_id} exited")
+    raise errors.ClientError(f"the event stream ended before process {process_id} of {container_id} exited")
 
 
 def attach(stub, container_id, process_id, start_call, tty=False, stdin=None, stdout=None, stderr=None):
@@ -301,6 +308,8 @@ def attach(stub, container_id, process_id, start_call, tty=False, stdin=None, st
     @return: the process's exit status.
     @raise grpc.RpcError: from C{start_call} or the events stream.
     """
+    from containerd_tx.api import containerd_pb2
+
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
     stderr = stderr if stderr is not None else sys.stderr.buffer

@@ -6,7 +6,6 @@ C{ctr version}: the client's and the daemon's versions.
 import click
 
 from containerd_tx import __version__
-from containerd_tx.api import containerd_pb2
 from ctr import cli, output
 
 
@@ -27,6 +26,8 @@ def version(fmt):
     """Print the client's and the daemon's versions."""
     if fmt == "text":
         click.echo(f"Client: {__version__}")
+    from containerd_tx.api import containerd_pb2
+
     reply = cli.api().GetServerVersion(containerd_pb2.GetServerVersionRequest())
     if fmt == "json":
         output.print_json({

@@ -4,12 +4,8 @@ C{ctr containers wait}: block until a process of a container exits and print its
 """
 
 import click
-import grpc
-from google.protobuf import timestamp_pb2
 
-from containerd_tx.api import containerd_pb2
-from ctr import cli, client, events
-from ctr.stdio import wait_for_exit
+from ctr import cli, errors, events
 
 
 def stored_exit(stub, container_id, process_id, since_last_start=False):
@@ -19,8 +15,10 @@ def stored_exit(stub, container_id, process_id, since_last_start=False):
     @return: the exit status of the last stored C{exit} event of process C{process_id} of container
         C{container_id}, or C{None} when the event log holds none.
     """
-    request = containerd_pb2.EventsRequest(id=container_id, storedOnly=True,
-                                           timestamp=timestamp_pb2.Timestamp(seconds=0))
+    from containerd_tx.api import containerd_pb2
+
+    request = containerd_pb2.EventsRequest(id=container_id, storedOnly=True)
+    request.timestamp.SetInParent()  # the whole stored log: a timestamp given, at the epoch
     status = None
     for event in stub.Events(request):
         if event.type == "start-container" and since_last_start:
@@ -35,10 +33,12 @@ def listed_container(stub, container_id):
     @return: the C{Container} named C{container_id} as State lists it, or C{None}.
     @raise grpc.RpcError: for errors other than NOT_FOUND.
     """
+    from containerd_tx.api import containerd_pb2
+
     try:
         state = stub.State(containerd_pb2.StateRequest(id=container_id))
-    except grpc.RpcError as error:
-        if error.code() == grpc.StatusCode.NOT_FOUND:
+    except Exception as error:
+        if errors.is_rpc_error(error) and errors.rpc_code(error) == "NOT_FOUND":
             return None
         raise
     return next((c for c in state.containers if c.id == container_id), None)
@@ -54,6 +54,8 @@ def wait_status(stub, container_id, process_id):
     @return: the process's exit status.
     @raise client.ClientError: when the process is neither running nor in the event log.
     """
+    from containerd_tx.api import containerd_pb2
+
     stream = stub.Events(containerd_pb2.EventsRequest(id=container_id, timestamp=events.now()))
     try:
         container = listed_container(stub, container_id)
@@ -64,13 +66,15 @@ def wait_status(stub, container_id, process_id):
                 status = stored_exit(stub, container_id, process_id, since_last_start=True)
                 if status is not None:
                     return status
+            from ctr.stdio import wait_for_exit
+
             return wait_for_exit(stream, container_id, process_id)
     finally:
         stream.cancel()
     status = stored_exit(stub, container_id, process_id)
     if status is None:
         what = "" if process_id == "init" else f"process {process_id} of "
-        raise client.ClientError(f"{what}container {container_id} not found")
+        raise errors.ClientError(f"{what}container {container_id} not found")
     return status
 
 
@@ -84,7 +88,8 @@ Examples:
 If the process has already exited, its status is taken from the daemon's event log.
 """,
 )
-@click.option("--pid", "-p", default="init", show_default=True, help="Process id in the container.")
+@click.option("--pid", "-p", default="init", show_default=True, shell_complete=cli.complete_process_id,
+              help="Process id in the container.")
 @cli.container_id_argument()
 def wait(pid, container_id):
     """Wait for a process of container ID to exit; print its exit status."""

@@ -96,10 +96,13 @@ class ExecUsageTests(TestCase):
         self.assertIn(fragment, result.stderr)
 
     def test_missingId(self):
-        self.assertUsage(["--", "true"], "Missing option '--id'")
+        self.assertUsage(["--", "true"], "missing the container or the command: ctr containers exec ID -- ARGS...")
+        self.assertUsage(["web", "--"], "missing the container or the command")
+        self.assertUsage([], "missing the container or the command")
 
     def test_missingArgs(self):
-        self.assertUsage(["--id", "web"], "Missing argument '-- ARGS...'")
+        self.assertUsage(["--id", "web"], "missing the command to run: ctr containers exec --id ID -- ARGS...")
+        self.assertUsage(["--id", "web", "--"], "missing the command to run")
 
     def test_badEnv(self):
         self.assertUsage(["--id", "web", "--env", "NOEQUALS", "--", "true"], "'NOEQUALS' is not KEY=VALUE")

@@ -71,9 +71,9 @@ class CalculationTests(TestCase):
     def test_cpuPercentWithoutSystemUsage(self):
         """A daemon that sends no system_usage: the time between the samples × cpus stands in."""
         first, second = sample(0, 0, seconds=10), sample(500_000_000, 0, seconds=11)
-        self.assertEqual(ctr_stats.summarize("web", first, second)["cpu_percent"], 50.0)
+        self.assertEqual(ctr_stats.summarize("web", first, second)["cpuPercent"], 50.0)
         untimed = ctr_stats.summarize("web", sample(0, 0), sample(250_000_000, 0), elapsed_ns=500_000_000)
-        self.assertEqual(untimed["cpu_percent"], 50.0)
+        self.assertEqual(untimed["cpuPercent"], 50.0)
 
     def test_onlineCpus(self):
         self.assertEqual(ctr_stats.online_cpus(sample(0, 0, cpus=3), 8), 3)
@@ -83,7 +83,7 @@ class CalculationTests(TestCase):
     def test_machineCpusWhenNoPerCpuCounters(self):
         first, second = sample(1_000_000_000, 100_000_000_000, cpus=0), sample(1_500_000_000, 102_000_000_000, cpus=0)
         summary = ctr_stats.summarize("web", first, second, pb.Machine(cpus=8, memory=16 * GiB))
-        self.assertEqual((summary["cpu"]["online_cpus"], summary["cpu_percent"]), (8, 200.0))
+        self.assertEqual((summary["cpu"]["onlineCpus"], summary["cpuPercent"]), (8, 200.0))
 
     def test_memoryWithoutInactiveCache(self):
         self.assertEqual(ctr_stats.memory_usage(sample(0, 0)), 80 * MiB)
@@ -110,8 +110,17 @@ class CalculationTests(TestCase):
 
     def test_rowWithoutPreviousSample(self):
         summary = ctr_stats.summarize("web", None, SECOND)
-        self.assertIsNone(summary["cpu_percent"])
+        self.assertIsNone(summary["cpuPercent"])
         self.assertEqual(ctr_stats.stats_row(summary)[1], "--")
+
+    def test_unlimitedSentinels(self):
+        """A limit not set is null in JSON and "unlimited" in the table, never the raw sentinel."""
+        summary = ctr_stats.summarize("web", FIRST, SECOND)  # no machine memory to fall back on
+        self.assertEqual((summary["memory"]["limit"], summary["memory"]["cgroupLimit"], summary["memory"]["percent"],
+                          summary["pids"]["limit"]), (None, None, None, None))
+        self.assertEqual(ctr_stats.stats_row(summary)[2:4], ["80 MiB / unlimited", "--"])
+        limited = ctr_stats.summarize("web", FIRST, sample(0, 0, limit=64 * MiB, pids=2))
+        self.assertEqual(limited["memory"]["cgroupLimit"], 64 * MiB)
 
     def test_limitedMemoryPercent(self):
         summary = ctr_stats.summarize("web", FIRST, sample(0, 0, usage=32 * MiB, inactive=None, limit=64 * MiB),
@@ -184,17 +193,18 @@ class StatsCommandTests(DaemonTestCase):
         [line] = result.stdout.splitlines()
         data = json.loads(line)
         self.assertEqual(data["id"], "web")
-        self.assertEqual(data["cpu_percent"], 50.0)
-        self.assertEqual(data["cpu"], {"total_usage": 1_500_000_000, "system_usage": 102_000_000_000,
-                                       "online_cpus": 2, "usage_in_kernelmode": 0, "usage_in_usermode": 0,
-                                       "throttled_periods": 0, "throttled_time": 0})
-        self.assertEqual((data["memory"]["usage"], data["memory"]["limit"], data["memory"]["raw_usage"]),
+        self.assertEqual(data["cpuPercent"], 50.0)
+        self.assertEqual(data["cpu"], {"totalUsage": 1_500_000_000, "systemUsage": 102_000_000_000,
+                                       "onlineCpus": 2, "usageInKernelmode": 0, "usageInUsermode": 0,
+                                       "throttledPeriods": 0, "throttledTime": 0})
+        self.assertEqual((data["memory"]["usage"], data["memory"]["limit"], data["memory"]["rawUsage"]),
                          (80 * MiB, 16 * GiB, 100 * MiB))
-        self.assertEqual(data["network"]["rx_bytes"], 1536)
-        self.assertEqual(data["network"]["interfaces"]["eth0"], {"rx_bytes": 1024, "tx_bytes": 2048})
-        self.assertEqual(data["block_io"], {"read": 4096 + MiB, "write": 8192})
-        self.assertEqual(data["pids"], {"current": 3, "limit": 0})
-        self.assertEqual(data["timestamp_ns"], 1795957201_000_000_000)
+        self.assertEqual(data["network"]["rxBytes"], 1536)
+        self.assertEqual(data["network"]["interfaces"]["eth0"], {"rxBytes": 1024, "txBytes": 2048})
+        self.assertEqual(data["blockIo"], {"read": 4096 + MiB, "write": 8192})
+        self.assertEqual(data["pids"], {"current": 3, "limit": None})  # no pids limit: null, not 0
+        self.assertIsNone(data["memory"]["cgroupLimit"])  # the v1 "unlimited" sentinel: null
+        self.assertEqual(data["timestampNs"], 1795957201_000_000_000)
         # The table's row is exactly what the JSON object gives.
         self.assertEqual(output.format_table(ctr_stats.HEADERS, [ctr_stats.stats_row(data)]), WEB_LINES)
 
@@ -202,7 +212,7 @@ class StatsCommandTests(DaemonTestCase):
         self.api.stats["web"] = [FIRST, SECOND, SECOND]
         result = self.run_ctr("containers", "stats", "-o", "json", "web")
         self.assertOK(result)
-        self.assertEqual([json.loads(line)["cpu_percent"] for line in result.stdout.splitlines()], [50.0, 0.0])
+        self.assertEqual([json.loads(line)["cpuPercent"] for line in result.stdout.splitlines()], [50.0, 0.0])
 
     def test_unknownContainer(self):
         self.api.stats["web"] = [FIRST, SECOND]

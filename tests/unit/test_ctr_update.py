@@ -81,9 +81,37 @@ class UpdateTests(DaemonTestCase):
             self.assertEqual(self.update("--memory", text).memoryLimit, size, text)
 
     def test_daemonRefusal(self):
+        """The daemon's refusal is told in the user's words: the flag typed, and the unit the size was in."""
         self.api.fail = (grpc.StatusCode.INVALID_ARGUMENT, "memoryLimit must be at least 4194304")
         result = self.run_ctr("containers", "update", "--memory", "1m", "web")
-        self.assertEqual((result.exit_code, result.stderr), (1, "ctr: memoryLimit must be at least 4194304\n"))
+        self.assertEqual((result.exit_code, result.stderr), (1, "ctr: --memory must be at least 4m\n"))
+        result = self.run_ctr("containers", "update", "--memory-limit=1000", "web")
+        self.assertEqual((result.exit_code, result.stderr), (1, "ctr: --memory-limit must be at least 4194304\n"))
+        result = self.run_ctr("containers", "update", "--memory", "2K", "web")
+        self.assertEqual((result.exit_code, result.stderr), (1, "ctr: --memory must be at least 4096K\n"))
+
+    def test_daemonRefusalNames(self):
+        cases = [
+            ("memorySwap (memory + swap) must not be below memoryLimit",
+             ["--memory-limit", "2g", "--memory-swap", "1g"],
+             "--memory-swap (memory + swap) must not be below --memory-limit"),
+            ("invalid cpuset_cpus '0-a': use a list like 0-2,4", ["--cpuset-cpus", "0-a"],
+             "invalid --cpuset-cpus '0-a': use a list like 0-2,4"),
+            ("cpuPeriod must be between 1000 and 1000000 microseconds", ["--cpu-period", "10"],
+             "--cpu-period must be between 1000 and 1000000 microseconds"),
+            ("blkio_weight must be between 10 and 1000", ["--blkio-weight", "5"],
+             "--blkio-weight must be between 10 and 1000"),
+        ]
+        for refusal, args, said in cases:
+            self.api.fail = (grpc.StatusCode.INVALID_ARGUMENT, refusal)
+            result = self.run_ctr("containers", "update", *args, "web")
+            self.assertEqual((result.exit_code, result.stderr), (1, f"ctr: {said}\n"), args)
+
+    def test_goAliases(self):
+        """containerd 0.2's ctr names: --memory-limit, --kernel-limit, --kernel-tcp-limit."""
+        request = self.update("--memory-limit", "64m", "--kernel-limit", "32m", "--kernel-tcp-limit", "1m")
+        self.assertEqual((request.memoryLimit, request.kernelMemoryLimit, request.kernelTCPMemoryLimit),
+                         (64 << 20, 32 << 20, 1 << 20))
 
 
 class UpdateUsageTests(TestCase):
