@@ -7,6 +7,7 @@ C{twistd} went. Every option after the program name is the daemon's own (C{conta
 twistd's options, such as C{--logfile}, go before a C{--} separator: C{containerd-tx --logfile x -- --debug}.
 """
 
+import os
 import sys
 
 #: What twistd is always given: stay in the foreground, write no pid file, run the containerd plugin.
@@ -31,8 +32,25 @@ def twistd_argv(args):
 
 
 def main(argv=None):
-    """Run the daemon in the foreground under twistd, with the options given after the program name."""
-    sys.argv = twistd_argv(sys.argv[1:] if argv is None else argv)
-    from twisted.scripts.twistd import run
+    """
+    Run the daemon in the foreground under twistd, with the options given after the program name.
 
-    run()
+    A bad option ends with one line on stderr and status 1; a closed pipe after C{--help} ends quietly.
+    """
+    from twisted.python import usage
+    from twisted.scripts.twistd import ServerOptions, runApp
+
+    class ConsoleOptions(ServerOptions):
+        # --help then reads "Usage: containerd-tx [twistd options --] containerd [options]".
+        synopsis = "Usage: containerd-tx [twistd options --]"
+
+    sys.argv = twistd_argv(sys.argv[1:] if argv is None else argv)
+    config = ConsoleOptions()
+    try:
+        config.parseOptions(sys.argv[1:])
+    except usage.UsageError as error:
+        sys.exit(f"containerd-tx: {error} (see containerd-tx --help)")
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    runApp(config)

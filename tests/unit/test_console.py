@@ -39,6 +39,16 @@ class TwistdArgvTests(unittest.TestCase):
         self.assertIn("--listen", out.stdout)
 
 
+    def test_bad_option_is_one_line(self):
+        """An unknown option ends with one line on stderr naming it, no usage dump, no traceback."""
+        out = subprocess.run([sys.executable, "-c", "from containerd_tx.console import main; main()", "--bogus"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        self.assertEqual(out.returncode, 1)
+        self.assertEqual(out.stdout, "")
+        self.assertEqual(out.stderr.splitlines(),
+                         ["containerd-tx: option --bogus not recognized (see containerd-tx --help)"])
+
+
 def unit_exec_start():
     """The C{ExecStart=} line of the unit, as a list of words."""
     parser = configparser.ConfigParser(interpolation=None, strict=False)
