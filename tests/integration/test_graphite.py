@@ -15,7 +15,7 @@ from twisted.internet import defer, reactor, task
 from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import TestCase
 
-from tests.support.net import ReactorLag, free_port
+from tests.support.net import ReactorLag, free_port, wait_until
 from containerd_tx.metrics import Metrics, process_gauges
 from containerd_tx.metrics.graphite import GraphiteReporter
 
@@ -191,7 +191,7 @@ class GraphiteTests(CarbonTestCase):
         since = time.time()
         self.reporter.startService()
         try:
-            yield task.deferLater(reactor, 2.5, lambda: None)
+            yield wait_until(lambda: self.reporter.sent >= 2, message="two reports sent")
         finally:
             yield self.reporter.stopService()
         self.assertGreaterEqual(self.reporter.sent, 2)
@@ -224,12 +224,11 @@ class GraphiteTests(CarbonTestCase):
         self.addCleanup(lag.stop)
         self.reporter.startService()
         self.addCleanup(self.reporter.stopService)
-        yield task.deferLater(reactor, 1.5, lambda: None)
-        self.assertGreaterEqual(self.reporter.sent, 1)
+        yield wait_until(lambda: self.reporter.sent >= 1, message="a report sent")
         self.carbon.stop()  # blocks this test's reactor while carbon shuts down: measure lags after it
         sent = self.reporter.sent
         lag.reset()
-        yield task.deferLater(reactor, 3.2, lambda: None)
+        yield wait_until(lambda: len(self.warnings()) >= 2, message="two warnings with carbon down")
         self.assertLessEqual(self.reporter.sent, sent + 1)  # one report may have raced the kill
         warnings = self.warnings()
         self.assertGreaterEqual(len(warnings), 2)
@@ -244,7 +243,8 @@ class GraphiteTests(CarbonTestCase):
         points = yield self.wait_points(f"{PREFIX}.containers.count", since,
                                         predicate=lambda points: any(value == 5.0 for _, value in points))
         self.assertIn(5.0, {value for _, value in points})
-        failed = self.reporter.failed
-        yield task.deferLater(reactor, 1.5, lambda: None)
+        # Carbon back: the next reports succeed (two more sent, none failed meanwhile).
+        failed, sent = self.reporter.failed, self.reporter.sent
+        yield wait_until(lambda: self.reporter.sent >= sent + 2, message="two more reports sent")
         self.assertEqual(self.reporter.failed, failed)
         lag.stop()

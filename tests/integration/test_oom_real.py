@@ -11,6 +11,7 @@ before anything can happen.
 import itertools
 import json
 import os
+import select
 import subprocess
 import time
 
@@ -84,6 +85,20 @@ class RealOomTests(TestCase):
                 raise AssertionError(f"timed out after {timeout}s waiting for {message}")
             yield task.deferLater(reactor, 0.05, lambda: None)
 
+    def settled(self, container_id):
+        """
+        Nothing is pending for the container: its eventfd holds no unread wake-up and no re-check of the
+        counters is scheduled, so no report can come without a new wake-up from the kernel.
+        """
+        entry = self.watcher._watches.get(container_id)
+        if entry is None:
+            return True
+        recheck = getattr(entry, "recheck", None)
+        if recheck is not None and recheck.active():
+            return False
+        efd = getattr(entry, "efd", None)
+        return efd is None or not select.select([efd], [], [], 0)[0]
+
     def stopped(self, container_id):
         processes.reap_orphans()
         return self.state(container_id)["status"] == "stopped"
@@ -97,7 +112,7 @@ class RealOomTests(TestCase):
         self.go(pid)
         yield self.wait(lambda: self.reports, "the OOM report")
         yield self.wait(lambda: self.stopped(container_id), "the container to stop")
-        yield task.deferLater(reactor, 0.5, lambda: None)
+        yield self.wait(lambda: self.settled(container_id), "the watcher to have handled every wake-up")
         self.assertEqual(self.reports, [container_id])
         if "memory" in cgroups:
             with open(os.path.join(cgroups["memory"], "memory.oom_control")) as f:
@@ -105,7 +120,7 @@ class RealOomTests(TestCase):
         # Deleting it removes the cgroup (the eventfd fires once more): still one report, watch gone.
         self.delete(container_id)
         yield self.wait(lambda: not self.watcher.watching() or "memory" not in cgroups, "the watch to end")
-        yield task.deferLater(reactor, 0.3, lambda: None)
+        # Unwatched, it cannot report any more (a report on removal would have come with the unwatch).
         self.assertEqual(self.reports, [container_id])
 
     @defer.inlineCallbacks
@@ -122,5 +137,5 @@ class RealOomTests(TestCase):
             self.assertFalse(os.path.exists(memory_dir))
             # The removal signalled the eventfd: the watcher saw the cgroup gone and unwatched quietly.
             yield self.wait(lambda: not self.watcher.watching(), "the watcher to notice the removal")
-        yield task.deferLater(reactor, 0.5, lambda: None)
+        yield self.wait(lambda: self.settled(container_id), "the watcher to have handled every wake-up")
         self.assertEqual(self.reports, [])

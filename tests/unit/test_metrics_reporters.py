@@ -5,8 +5,9 @@ the reactor). Carbon itself is exercised in tests.integration.test_graphite.
 """
 
 import random
+import time
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.internet.task import Clock
@@ -15,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from tests.support.net import ReactorLag, free_port
+from tests.support.net import ReactorLag, free_port, wait_until
 from containerd_tx.metrics import Metrics
 from containerd_tx.metrics.graphite import GraphiteReporter, graphite_lines
 from containerd_tx.metrics.periodic import IMetricsReporter
@@ -326,16 +327,19 @@ class GraphiteDownRealReactorTests(TestCase):
                                     reactor=reactor, log=Logger(namespace="graphite",
                                                                 observer=events.append))
         lag = ReactorLag(0.01)
+        started = time.monotonic()
         reporter.startService()
         try:
-            yield task.deferLater(reactor, 1.1, lambda: None)
+            yield wait_until(lambda: reporter.failed >= 5, message="five failed reports")
         finally:
             yield reporter.stopService()
             lag.stop()
+        elapsed = time.monotonic() - started
         warnings = [event for event in events if event["log_level"] == LogLevel.warn]
         self.assertEqual(len(warnings), reporter.failed)
         self.assertEqual(reporter.sent, 0)
-        self.assertGreaterEqual(reporter.failed, 5)  # 5 intervals and the flush at stop
-        self.assertLessEqual(reporter.failed, 7)
+        self.assertGreaterEqual(reporter.failed, 5)
+        # At most one report per 0.2 s interval that passed, plus the first at start and the flush at stop.
+        self.assertLessEqual(reporter.failed, int(elapsed / 0.2) + 2)
         self.assertFalse(any("log_failure" in event for event in events))
         self.assertLess(max(lag.lags), 0.15)
