@@ -3,14 +3,16 @@
 The supervisor's core: container state, create, lookups and signals.
 """
 
+import contextlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from containerd_tx import cgroups
+from containerd_tx import cgroups, unix_path
 from containerd_tx.errors import (
     AlreadyExists,
     ContainerdError,
@@ -97,13 +99,22 @@ class SupervisorCore:
         self.start_timeout = start_timeout
         self._sockets_dir = sockets_dir
         self._socket_counter = 0
+        self._short_sockets_dir = None
         self.metrics = metrics
-        #: L{containerd_tx.oom.OomWatcher} when --oom-notify is on, else None.
+        #: L{containerd_tx.oom.OomWatcher} unless --no-oom-notify, else None.
         self.oom = oom
         self.machine = machine or read_machine()
         self._mounts = None
         #: container id -> Container; includes containers still being created.
         self.containers = {}
+        #: container id -> Container whose init has exited: no longer listed (as containerd 0.2.9 removes a
+        #: container before it reports the exit), still being deleted from the runtime.
+        self._ending = {}
+        #: container id -> Deferreds fired once that container is completely gone (a create of the same id
+        #: waits for them).
+        self._ended_waiters = {}
+        #: container id -> DeferredLock held by an exec, pause or resume of it (see L{_transitions}).
+        self._transition_locks = {}
         #: (container id, process id) -> exit record that arrived before its process was known to be started.
         self._early_exits = {}
         #: (container id, process id) -> Deferred fired when that process's exit has been handled.
@@ -111,6 +122,25 @@ class SupervisorCore:
         #: (container id, process id) of exits being handled now.
         self._exiting = set()
         monitor.on_exit = self.handle_exit
+
+    # Per-container serialisation.
+
+    @contextlib.asynccontextmanager
+    async def _transitions(self, container_id):
+        """
+        Hold the container's transition lock: execs, pauses and resumes of one container run one at a time
+        (containerd 0.2.9's single task loop gave that for free), so an exec never races a freeze.
+        """
+        lock = self._transition_locks.get(container_id)
+        if lock is None:
+            lock = self._transition_locks[container_id] = defer.DeferredLock()
+        await lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting and self._transition_locks.get(container_id) is lock:
+                del self._transition_locks[container_id]
 
     # Runtimes.
 
@@ -145,6 +175,11 @@ class SupervisorCore:
         @raise DeadlineExceeded: the runtime did not start it within the start timeout.
         @raise RuntimeFailure: the runtime refused; its own message is included.
         """
+        while request.id in self._ending:
+            # Its exit is being handled: the id is free once the runtime has deleted it.
+            waiter = defer.Deferred()
+            self._ended_waiters.setdefault(request.id, []).append(waiter)
+            await waiter
         if request.id in self.containers:
             raise AlreadyExists(f"container {request.id} already exists")
         runtime = self.runtime_for(request.runtime)
@@ -214,9 +249,11 @@ class SupervisorCore:
         container.status = RUNNING
         container.cgroups = self._cgroups_of(pid)
         self.store.save_started(container, container.init)
-        # After a crash the record may predate the event already logged: report each start once.
-        if not self.events.has(START_CONTAINER, container.id, INIT, pid):
-            self.events.emit(START_CONTAINER, container.id, INIT, system_pid=pid)
+        # After a crash the record may predate the event already logged: report each start once. The event
+        # carries no pid, as containerd 0.2.9 sends it (logs written before also have it with "init").
+        if not (self.events.has(START_CONTAINER, container.id, "", pid)
+                or self.events.has(START_CONTAINER, container.id, INIT, pid)):
+            self.events.emit(START_CONTAINER, container.id, "", system_pid=pid)
         if self.oom is not None:
             self.oom.watch(container.id, container.cgroups, fresh=True)
         log.info("container {id} started (pid {pid})", id=container.id, pid=pid)
@@ -235,7 +272,15 @@ class SupervisorCore:
 
     def _console_socket(self):
         self._socket_counter += 1
-        return os.path.join(self._sockets_dir, f"console-{os.getpid()}-{self._socket_counter}.sock")
+        name = f"console-{os.getpid()}-{self._socket_counter}.sock"
+        path = os.path.join(self._sockets_dir, name)
+        if not unix_path.fits(path):
+            # The runtime connects to it by path: under a long state dir, a private short folder instead.
+            if self._short_sockets_dir is None:
+                self._short_sockets_dir = tempfile.mkdtemp(prefix="containerd-tx-console-",
+                                                           dir="/run" if os.access("/run", os.W_OK) else None)
+            path = os.path.join(self._short_sockets_dir, name)
+        return path
 
     def _cgroups_of(self, pid):
         if self._mounts is None:
@@ -306,7 +351,7 @@ class SupervisorCore:
 
     def report_oom(self, container_id):
         """The kernel OOM-killed a process of this container: emit an C{oom} event."""
-        if container_id in self.containers:
+        if container_id in self.containers or container_id in self._ending:
             self.events.emit(OOM, container_id, INIT)
             log.warn("container {id}: out of memory, a process was killed", id=container_id)
 
@@ -316,13 +361,21 @@ class SupervisorCore:
         """
         Send C{signal} to a process of a container.
 
+        The messages carry containerd 0.2.9's words, which clients match to tell a signal that lost the race
+        with an exit: C{container not found} (the container is gone, or going) and C{no such process}.
+
         @raise NotFound: unknown container or process, or the process has already exited.
         """
-        container, process = self.get_process(container_id, process_id)
+        container = self.containers.get(container_id)
+        if container is None or container.status == CREATING:
+            raise NotFound(f"container not found: {container_id}")
+        process = container.processes.get(process_id)
+        if process is None or not process.system_pid:
+            raise NotFound(f"process {process_id} of container {container_id}: no such process")
         try:
             os.kill(process.system_pid, signal)
         except ProcessLookupError:
-            raise NotFound(f"process {process_id} of container {container_id} has already exited")
+            raise NotFound(f"process {process_id} of container {container_id}: no such process")
 
 
 def _stdio(process):

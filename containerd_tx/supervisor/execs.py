@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from twisted.logger import Logger
 
-from containerd_tx.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from containerd_tx.errors import AlreadyExists, FailedPrecondition, InvalidArgument, RuntimeFailure
 from containerd_tx.events import START_PROCESS
 from containerd_tx.model import RUNNING, Process
 from containerd_tx.monitor.client import MonitorError
@@ -57,10 +57,16 @@ class Execs:
         @raise FailedPrecondition: the container is not running (paused, stopped).
         @raise AlreadyExists: the process id is taken in this container.
         """
+        # One at a time with pause and resume: an exec never meets a container frozen half-way through it.
+        async with self._transitions(request.container_id):
+            return await self._add_process(request)
+
+    async def _add_process(self, request):
         container = self.get(request.container_id)
         if container.status != RUNNING:
             raise FailedPrecondition(
-                f"container {container.id} is {container.status}: cannot exec into it"
+                f"container {container.id} is {container.status}: cannot exec process {request.process_id} "
+                f"into it"
             )
         if request.process_id in container.processes:
             raise AlreadyExists(f"process {request.process_id} already exists in container {container.id}")
@@ -88,10 +94,15 @@ class Execs:
                 console_socket=self._console_socket() if process.terminal else None,
                 timeout=self.start_timeout,
             )
+        except RuntimeFailure as e:
+            self._exec_failed(container, process)
+            if _frozen(container):
+                # Frozen from outside the daemon (it serialises its own pauses with execs).
+                raise FailedPrecondition(f"cannot exec process {process.id} into container {container.id}: "
+                                         f"the container is frozen ({e.message})")
+            raise
         except BaseException:
-            container.processes.pop(process.id, None)
-            self._early_exits.pop((container.id, process.id), None)
-            self.store.remove_process(container.id, process.id)
+            self._exec_failed(container, process)
             raise
         finally:
             _unlink(spec_path)
@@ -104,6 +115,12 @@ class Execs:
             self.metrics.timer("exec-process-time").update(self._reactor.seconds() - started)
         self._reactor.callLater(0, self._deliver_early_exit, container.id, process.id)
         return pid
+
+    def _exec_failed(self, container, process):
+        """Forget an exec whose start failed."""
+        container.processes.pop(process.id, None)
+        self._early_exits.pop((container.id, process.id), None)
+        self.store.remove_process(container.id, process.id)
 
     async def update_process(self, container_id, process_id, close_stdin=False, width=0, height=0):
         """
@@ -124,6 +141,18 @@ class Execs:
                 await self.monitor.close_stdin(container_id, process_id)
         except MonitorError as e:
             raise FailedPrecondition(str(e))
+
+
+def _frozen(container):
+    """Whether the container's freezer cgroup (cgroup v1) says it is frozen now."""
+    freezer = container.cgroups.get("freezer")
+    if not freezer:
+        return False
+    try:
+        with open(os.path.join(freezer, "freezer.state")) as f:
+            return f.read().strip() != "THAWED"
+    except OSError:
+        return False
 
 
 def _unlink(path):

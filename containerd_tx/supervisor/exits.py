@@ -29,7 +29,7 @@ class ExitHandling:
         exactly once, also when a record is seen twice or after a crash.
         """
         container_id, process_id = record["container"], record["process"]
-        container = self.containers.get(container_id)
+        container = self.containers.get(container_id) or self._ending.get(container_id)
         if container is None:
             self.store.remove_exit_record(container_id, process_id)
             return
@@ -74,33 +74,48 @@ class ExitHandling:
             self.metrics.timer("exit-process-time").update(self._reactor.seconds() - started)
 
     async def _init_exited(self, container, record):
+        """
+        The container's end, in containerd 0.2.9's order: it leaves the list first (State no longer shows it,
+        Signal and exec answer NOT_FOUND, a create of the same id waits), then its exec'd processes are reaped
+        and the runtime deletes it, and only then is its exit reported, so a client acting on the exit event
+        finds the id free.
+        """
         started = self._reactor.seconds()
-        container.status = STOPPED
         if self.oom is not None:
             # An OOM kill is reported before the exit it caused, even if the kernel's notice is late.
             self.oom.check(container.id)
             self.oom.unwatch(container.id)
-        await self._reap_execs(container)
-        self._report_exit(container, container.init, record["status"])
-        self.store.remove_exit_record(container.id, INIT)
-        runtime = self._runtime_of(container)
-        deleted = self._reactor.seconds()
-        try:
-            await runtime.delete(container.id, container.runtime_args)
-        except NotFound:
-            pass  # already gone from the runtime (e.g. a checkpoint with exit removes it)
-        except ContainerdError as e:
-            log.warn("runtime delete of {id} failed ({e}); forcing", id=container.id, e=e)
-            try:
-                await runtime.delete(container.id, container.runtime_args, force=True)
-            except ContainerdError as e:
-                log.error("cannot delete {id} from the runtime: {e}", id=container.id, e=e)
-        if self.metrics is not None:
-            self.metrics.timer("container-delete-time").update(self._reactor.seconds() - deleted)
-            self.metrics.timer("exit-process-time").update(self._reactor.seconds() - started)
-        self.store.remove_container(container.id)
+        container.status = STOPPED
         self.containers.pop(container.id, None)
-        self._exiting.discard((container.id, INIT))
+        self._ending[container.id] = container
+        try:
+            await self._reap_execs(container)
+            runtime = self._runtime_of(container)
+            deleted = self._reactor.seconds()
+            try:
+                await runtime.delete(container.id, container.runtime_args)
+            except NotFound:
+                pass  # already gone from the runtime (e.g. a checkpoint with exit removes it)
+            except ContainerdError as e:
+                log.warn("runtime delete of {id} failed ({e}); forcing", id=container.id, e=e)
+                try:
+                    await runtime.delete(container.id, container.runtime_args, force=True)
+                except ContainerdError as e:
+                    log.error("cannot delete {id} from the runtime: {e}", id=container.id, e=e)
+            if self.metrics is not None:
+                self.metrics.timer("container-delete-time").update(self._reactor.seconds() - deleted)
+        finally:
+            # In one reactor turn: the event is in the log before the records go, so a daemon killed in
+            # between reports the exit once on its next start.
+            self._report_exit(container, container.init, record["status"])
+            self.store.remove_exit_record(container.id, INIT)
+            self.store.remove_container(container.id)
+            self._ending.pop(container.id, None)
+            self._exiting.discard((container.id, INIT))
+            for waiter in self._ended_waiters.pop(container.id, []):
+                waiter.callback(None)
+            if self.metrics is not None:
+                self.metrics.timer("exit-process-time").update(self._reactor.seconds() - started)
 
     async def _reap_execs(self, container):
         """Kill what is left of the container's exec'd processes and wait for their exits."""

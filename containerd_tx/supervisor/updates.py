@@ -26,6 +26,10 @@ class Updates:
         @raise InvalidArgument: another status.
         @raise FailedPrecondition: already in that state, or stopped.
         """
+        async with self._transitions(container_id):
+            await self._set_status(container_id, status)
+
+    async def _set_status(self, container_id, status):
         container = self.get(container_id)
         if status == PAUSED:
             if container.status != RUNNING:
@@ -40,7 +44,8 @@ class Updates:
         else:
             raise InvalidArgument(f"invalid status {status!r}: use \"paused\" or \"running\"")
         self.store.save_container(container)
-        self.events.emit(event, container_id, "init")
+        # No pid, as containerd 0.2.9 sends pause and resume events.
+        self.events.emit(event, container_id, "")
         log.info("container {id} {event}d", id=container_id, event=event)
 
     async def update_resources(self, container_id, resources):

@@ -91,7 +91,7 @@ class ExitStatusTests(LifecycleTestCase):
     def test_start_event_and_state(self):
         st = unique_id("st")
         container = self.start(st, "sleep", "1000", labels=["a=b", "c"])
-        self.events.wait("start-container", st, "init")
+        self.events.wait("start-container", st, "")
         state = self.daemon.stub.State(pb.StateRequest(id=st), timeout=10)
         (listed,) = state.containers
         self.assertEqual(listed.status, "running")

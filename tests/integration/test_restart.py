@@ -90,7 +90,7 @@ class RestartTests(LifecycleTestCase):
         replay._thread.join(10)
         self.assertFalse(replay._thread.is_alive(), "storedOnly stream did not end")
         self.assertEqual([(e.type, e.pid, e.status) for e in replay.events],
-                         [("start-container", "init", 0), ("exit", "init", 5)])
+                         [("start-container", "", 0), ("exit", "init", 5)])
 
 
 class TmpfsRestartTests(TmpfsStateDir, RestartTests):

@@ -154,7 +154,7 @@ class SlowConsumerTests(LifecycleTestCase):
         self.assertIsNone(self.events.error)
         for container_id, status in statuses.items():
             own = [(e.type, e.pid, e.status) for e in fast if e.id == container_id]
-            self.assertEqual(own, [("start-container", "init", 0), ("exit", "init", status)], container_id)
+            self.assertEqual(own, [("start-container", "", 0), ("exit", "init", status)], container_id)
         for container_id, count in cycles.items():
             own = [e.type for e in fast if e.id == container_id]
             if container_id != s0:
