@@ -10,6 +10,7 @@ Streams are fed from the reactor through L{StreamFeed}, a bounded hand-off that 
 import inspect
 import queue
 import threading
+import time
 
 import grpc
 from twisted.internet.defer import ensureDeferred, maybeDeferred
@@ -23,6 +24,13 @@ log = Logger()
 
 _END = object()
 _OVERFLOW = object()
+
+
+class _Failed:
+    """The end of a stream with an error, as a queue item."""
+
+    def __init__(self, error):
+        self.error = error
 
 
 class ReactorBridge:
@@ -124,11 +132,27 @@ class StreamFeed:
         self._on_close = on_close
         self._closed = False
         self._lock = threading.Lock()
+        #: time.monotonic() when the consumer last took an item (or the feed was made).
+        self.last_taken = time.monotonic()
 
     @property
     def closed(self):
         """True once the feed has ended (finished, overflowed or cancelled)."""
         return self._closed
+
+    @property
+    def backlog(self):
+        """How many pushed items the consumer has not taken yet (safe to read from any thread)."""
+        return self._queue.qsize()
+
+    def stalled_for(self, now=None):
+        """
+        Seconds the consumer has been stuck with items waiting for it (0 when it has taken everything): a
+        client that stopped reading keeps its stream thread blocked in a send, and this grows.
+        """
+        if not self._queue.qsize():
+            return 0.0
+        return (time.monotonic() if now is None else now) - self.last_taken
 
     # Reactor side.
 
@@ -150,13 +174,15 @@ class StreamFeed:
             return False
         return True
 
-    def finish(self):
+    def finish(self, error=None):
         """
-        End the stream normally after what was already pushed.
+        End the stream after what was already pushed: normally, or with C{error} (a
+        L{containerd_tx.errors.ContainerdError}, e.g. UNAVAILABLE when the daemon stops, so that a client
+        does not take the end of its stream for the end of a replay).
         """
         if not self._closed:
             try:
-                self._queue.put_nowait(_END)
+                self._queue.put_nowait(_END if error is None else _Failed(error))
             except queue.Full:
                 pass
             self._close()
@@ -188,8 +214,11 @@ class StreamFeed:
         @raise ResourceExhausted: when the consumer fell too far behind.
         """
         while True:
+            if not self._queue.qsize():
+                self.last_taken = time.monotonic()
             try:
                 item = self._queue.get(timeout=poll)
+                self.last_taken = time.monotonic()
             except queue.Empty:
                 if not context.is_active():
                     self.cancel_from_thread()
@@ -197,6 +226,8 @@ class StreamFeed:
                 continue
             if item is _END:
                 return
+            if isinstance(item, _Failed):
+                raise item.error
             if item is _OVERFLOW:
                 raise ResourceExhausted(
                     "events subscriber too slow: stream ended, resubscribe with the last timestamp seen"

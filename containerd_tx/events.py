@@ -147,12 +147,18 @@ class EventLog:
         """Whether the exit of this exact process is already in the log."""
         return self.has(EXIT, container_id, process_id, system_pid)
 
-    def close(self):
+    def close(self, error=None):
         """
         End every subscriber's stream and close the file.
+
+        @param error: when given, each stream ends with it (passed to the feed's C{finish}) instead of
+            normally.
         """
         for subscription in list(self._subscribers):
-            subscription.feed.finish()
+            if error is None:
+                subscription.feed.finish()
+            else:
+                subscription.feed.finish(error)
         self._subscribers.clear()
         if self._fd is not None:
             os.close(self._fd)

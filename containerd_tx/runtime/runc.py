@@ -15,7 +15,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from containerd_tx.errors import DeadlineExceeded, FailedPrecondition, NotFound, RuntimeFailure
+from containerd_tx.errors import DeadlineExceeded, FailedPrecondition, NotFound, RuntimeFailure, Unavailable
+from containerd_tx.monitor.client import MonitorError, MonitorLost
 from containerd_tx.runtime.interface import IRuntime
 
 log = Logger()
@@ -168,6 +169,11 @@ class RuncRuntime:
                 timer = self._reactor.callLater(timeout, expire)
             try:
                 result = yield spawn.result
+            except MonitorLost as e:
+                raise Unavailable(f"cannot start {register[0]}: the monitor went away ({e})")
+            except MonitorError as e:
+                # The monitor refused the spawn, e.g. a stdio path it cannot open for this process.
+                raise FailedPrecondition(f"cannot start {_what(register)}: {e}")
             finally:
                 if timer is not None and timer.active():
                     timer.cancel()
@@ -310,3 +316,9 @@ def _last_log_error(path, tail=65536):
     except OSError:
         return None
     return _json_msg(text)
+
+
+def _what(register):
+    """The process a start is for, in words: "container X" or "process P of container X"."""
+    container_id, process_id = register[0], register[1]
+    return f"container {container_id}" if process_id == "init" else f"process {process_id} of container {container_id}"

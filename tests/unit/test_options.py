@@ -72,7 +72,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(options["log-format"], "text")
         self.assertIsNone(options["group"])
         self.assertEqual(options["graphite-address"], "")
-        self.assertFalse(options["oom-notify"])
+        self.assertTrue(options["oom-notify"])
         self.assertEqual(options["runtime-path"], shutil.which(sys.executable))
 
     def test_default_runtime_is_runc(self):
