@@ -17,7 +17,9 @@ def linux_resources(update):
     @param update: a dict of the contract's UpdateResource fields (snake_case, 0/empty meaning unset):
         blkio_weight, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, memory_limit, memory_swap,
         memory_reservation, kernel_memory_limit, kernel_tcp_memory_limit, blkio_leaf_weight, pids_limit,
-        and the blkio device lists (dicts major, minor, weight/leaf_weight or rate).
+        the blkio device lists (dicts major, minor, weight/leaf_weight or rate), and optionally
+        cpu_realtime_period and cpu_realtime_runtime (written as cpu.realtimePeriod and cpu.realtimeRuntime,
+        which C{runc update} applies as --cpu-rt-period and --cpu-rt-runtime do).
     @raise InvalidArgument: nothing to change, or a value without sense.
     """
     for name, value in update.items():
@@ -35,6 +37,18 @@ def linux_resources(update):
     if update["cpu_quota"]:
         _at_least("cpuQuota", update["cpu_quota"], 1000)
         cpu["quota"] = update["cpu_quota"]
+    if update.get("cpu_realtime_period"):
+        if not 1000 <= update["cpu_realtime_period"] <= 1000000:
+            raise InvalidArgument("cpuRealtimePeriod must be between 1000 and 1000000 microseconds")
+        cpu["realtimePeriod"] = update["cpu_realtime_period"]
+    if update.get("cpu_realtime_runtime"):
+        runtime = update["cpu_realtime_runtime"]
+        if runtime < -1:
+            raise InvalidArgument("cpuRealtimeRuntime must be -1 (no limit) or a number of microseconds")
+        period = update.get("cpu_realtime_period")
+        if period and runtime > period:
+            raise InvalidArgument("cpuRealtimeRuntime must not be above cpuRealtimePeriod")
+        cpu["realtimeRuntime"] = runtime
     for key, field in (("cpus", "cpuset_cpus"), ("mems", "cpuset_mems")):
         if update[field]:
             _check_cpuset(field, update[field])

@@ -329,10 +329,16 @@ CONTRACT_METHODS = {
     "Stats": ("StatsRequest", "StatsResponse", False),
 }
 
-# Project additions the contract permits (none yet). Same shapes as above:
+# Project additions the contract permits. Same shapes as above:
 # new fields go in PROJECT_FIELDS as {message: [(number, name, type)]}, new
 # messages in PROJECT_MESSAGES, new methods of types.API in PROJECT_METHODS.
-PROJECT_FIELDS = {}
+PROJECT_FIELDS = {
+    # The later containerd 0.2.x API's real-time CPU fields, as Docker 17.0x sends them.
+    "UpdateResource": [
+        (19, "cpuRealtimePeriod", "uint64"),
+        (20, "cpuRealtimeRuntime", "int64"),
+    ],
+}
 PROJECT_MESSAGES = {}
 PROJECT_METHODS = {}
 
