@@ -22,6 +22,9 @@ from containerd_tx.state_store import write_atomically
 log = Logger()
 
 OPTIONS_FILE = "config.json"
+#: Written by the daemon into every checkpoint it makes: only a folder with it is ever listed or deleted, so a
+#: checkpointDir pointed at bundles or other folders with a config.json never loses anything.
+MARKER_FILE = ".containerd-tx-checkpoint"
 
 
 def checkpoint_root(bundle, checkpoint_dir):
@@ -31,6 +34,13 @@ def checkpoint_root(bundle, checkpoint_dir):
             raise InvalidArgument(f"checkpointDir {checkpoint_dir!r} must be an absolute path")
         return checkpoint_dir
     return os.path.join(bundle, "checkpoints")
+
+
+def is_checkpoint(root, name):
+    """Whether C{root/name} is a complete checkpoint this daemon wrote (a real folder with the marker)."""
+    folder = os.path.join(root, name)
+    return (not os.path.islink(folder) and os.path.isdir(folder)
+            and os.path.isfile(os.path.join(folder, MARKER_FILE)))
 
 
 def read_checkpoint(root, name):
@@ -80,6 +90,7 @@ class Checkpoints:
                                                          container.runtime_args)
             record = dict(options, timestamp=time.time())
             write_atomically(os.path.join(partial, OPTIONS_FILE), json.dumps(record).encode())
+            write_atomically(os.path.join(partial, MARKER_FILE), b"written by containerd-tx\n")
             if os.path.exists(final):
                 raise AlreadyExists(f"checkpoint {name} already exists in {root}")
             os.rename(partial, final)
@@ -92,7 +103,7 @@ class Checkpoints:
 
     def list_checkpoints(self, container_id, checkpoint_dir=""):
         """
-        The container's complete checkpoints with their options, sorted by name.
+        The container's complete checkpoints (those this daemon wrote) with their options, sorted by name.
 
         @raise NotFound: unknown container.
         """
@@ -104,6 +115,8 @@ class Checkpoints:
             return []
         found = []
         for name in names:
+            if not is_checkpoint(root, name):
+                continue
             try:
                 found.append(read_checkpoint(root, name))
             except NotFound:
@@ -112,12 +125,15 @@ class Checkpoints:
 
     async def delete_checkpoint(self, container_id, name, checkpoint_dir=""):
         """
-        Remove a checkpoint from disk.
+        Remove a checkpoint from disk; only a folder this daemon wrote as a checkpoint (see L{MARKER_FILE}).
 
         @raise NotFound: unknown container or checkpoint.
         """
         container = self.get(container_id)
         root = checkpoint_root(container.bundle, checkpoint_dir)
+        if not is_checkpoint(root, name):
+            # A folder this daemon did not write as a checkpoint (a bundle, say) is never deleted.
+            raise NotFound(f"checkpoint {name} not found in {root}")
         read_checkpoint(root, name)
         await threads.deferToThread(shutil.rmtree, os.path.join(root, name))
         log.info("container {id}: checkpoint {name} deleted", id=container_id, name=name)
