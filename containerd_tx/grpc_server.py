@@ -15,6 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
+from containerd_tx.unix_path import reachable
 
 API_SERVICE_NAME = "types.API"
 #: Worker threads for unary calls, on top of one per allowed event stream.
@@ -86,7 +87,9 @@ class GrpcServer:
         self.set_serving(False)
         old_umask = os.umask(0o177)
         try:
-            self._server.add_insecure_port("unix://" + self.path)
+            # A path past the 107 bytes of a socket address is bound through its folder's descriptor.
+            with reachable(self.path) as address:
+                self._server.add_insecure_port("unix:" + address)
             self._server.start()
         finally:
             os.umask(old_umask)
@@ -138,7 +141,8 @@ def _answers(path):
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
-        probe.connect(path)
+        with reachable(path) as address:
+            probe.connect(address)
         return True
     except OSError as e:
         return e.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK)

@@ -22,6 +22,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from containerd_tx.unix_path import reachable
+
 #: Path of the monitor script, run as C{python -S MONITORD_PATH}.
 MONITORD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitord.py")
 
@@ -315,9 +317,11 @@ class MonitorClient:
         while reactor.seconds() < deadline:
             connection = None
             try:
-                connection = await UNIXClientEndpoint(reactor, sock_path, timeout=5).connect(
-                    Factory.forProtocol(_MonitorConnection)
-                )
+                with reachable(sock_path) as address:
+                    # Connected (or refused) within the block: the folder's descriptor stays open until then.
+                    connection = await UNIXClientEndpoint(reactor, address, timeout=5).connect(
+                        Factory.forProtocol(_MonitorConnection)
+                    )
             except error.ConnectError as e:
                 problem = "cannot connect to %s: %s" % (sock_path, e)
             if connection is not None:

@@ -268,6 +268,22 @@ class Connection:
             self.out.clear()
 
 
+def bind_long(sock, path):
+    """
+    Bind a unix socket to C{path} of any length: a path past the 107 bytes a socket address holds is reached
+    through its folder's descriptor (C{/proc/self/fd/N/name}).
+    """
+    if len(os.fsencode(path)) <= 107:
+        sock.bind(path)
+        return
+    directory, name = os.path.split(path)
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.bind("/proc/self/fd/%d/%s" % (fd, name))
+    finally:
+        os.close(fd)
+
+
 class Monitor:
     """
     The monitor: registry, spawns, reaping, and the daemon connection.
@@ -364,7 +380,7 @@ class Monitor:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
-            sock.bind(self.sock_path)
+            bind_long(sock, self.sock_path)
         finally:
             os.umask(old_umask)
         os.chmod(self.sock_path, 0o600)
@@ -908,9 +924,6 @@ def parse_args(args):
 def main(args=None):
     state_dir, idle_exit = parse_args(sys.argv[1:] if args is None else args)
     monitor = Monitor(state_dir, idle_exit)
-    if len(monitor.sock_path.encode()) > 107:
-        sys.stderr.write("monitord: socket path too long: %s\n" % (monitor.sock_path,))
-        return 1
     if not monitor.lock():
         try:
             with open(monitor.pid_path) as f:

@@ -493,6 +493,9 @@ class ConsoleListener:
             raise StdioError("cannot create console socket %s: %s" % (path, e.strerror))
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            if len(os.fsencode(path)) > 107:
+                # runc connects to this path itself: it must fit in a socket address.
+                raise OSError(errno.ENAMETOOLONG, "path too long for a unix socket")
             sock.bind(path)
             os.chmod(path, 0o600)
             sock.listen(1)
