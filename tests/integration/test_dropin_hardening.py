@@ -31,7 +31,11 @@ CLIENT_RECEIVE_LIMIT = 4 * 1024 * 1024
 
 
 class DropinBadInputTestCase(BadInputTestCase):
-    """L{BadInputTestCase} with a one-call status check."""
+    """L{BadInputTestCase} with a one-call status check and a token for unique container ids."""
+
+    def setUp(self):
+        super().setUp()
+        self.dropin = unique_id("d")
 
     def assertStatus(self, code, call, request, contains=""):
         with self.assertRaises(grpc.RpcError) as raised:
@@ -100,25 +104,25 @@ class WronglyTypedConfigTests(DropinBadInputTestCase):
         }
         for name, edit in edits.items():
             bundle = self.config_bundle(edit)
-            self.assertStatus(INVALID, self.daemon.stub.CreateContainer, create_request(f"typed-{self.token}", bundle))
-        self.assertNotIn(f"typed-{self.token}", self.state_ids())
+            self.assertStatus(INVALID, self.daemon.stub.CreateContainer, create_request(f"typed-{self.dropin}", bundle))
+        self.assertNotIn(f"typed-{self.dropin}", self.state_ids())
 
     def test_deeply_nested_json(self):
         bundle = self.bundle("sleep", "1000")
         with open(os.path.join(bundle, "config.json"), "w") as f:
             f.write("[" * 100000 + "]" * 100000)
-        self.assertStatus(INVALID, self.daemon.stub.CreateContainer, create_request(f"deep-{self.token}", bundle), "nested")
+        self.assertStatus(INVALID, self.daemon.stub.CreateContainer, create_request(f"deep-{self.dropin}", bundle), "nested")
         with open(os.path.join(bundle, "config.json"), "w") as f:
             config = bundles.runc_spec()
             config["root"] = {"path": self.rootfs}
             text = json.dumps(config)
             f.write(text[:-1] + ', "annotations": {"x": ' + "[" * 100000 + "]" * 100000 + "}}")
-        self.assertStatus(INVALID, self.daemon.stub.CreateContainer, create_request(f"deep-{self.token}", bundle), "nested")
+        self.assertStatus(INVALID, self.daemon.stub.CreateContainer, create_request(f"deep-{self.dropin}", bundle), "nested")
 
     def test_nul_in_stdio_path(self):
         for field in ("stdin", "stdout", "stderr"):
             self.assertStatus(INVALID, self.daemon.stub.CreateContainer,
-                              create_request(f"nul-{self.token}", self.good_bundle, **{field: "/tmp/a\0b"}), field)
+                              create_request(f"nul-{self.dropin}", self.good_bundle, **{field: "/tmp/a\0b"}), field)
             self.assertStatus(INVALID, self.daemon.stub.AddProcess,
                               pb.AddProcessRequest(id=self.kid, pid="p", args=["true"],
                                                    **{field: "/tmp/a\0b"}), field)
@@ -130,7 +134,7 @@ class WronglyTypedConfigTests(DropinBadInputTestCase):
         bundle = self.bundle("sh", terminal=True)
         details = None
         try:
-            self.daemon.stub.CreateContainer(create_request(f"tty-{self.token}", bundle, stdin=stdin), timeout=60)
+            self.daemon.stub.CreateContainer(create_request(f"tty-{self.dropin}", bundle, stdin=stdin), timeout=60)
         except grpc.RpcError as e:
             self.assertIn(e.code(), (INVALID, PRECONDITION), e.details())
             self.assertNotIn("\n", e.details())
@@ -144,7 +148,7 @@ class WronglyTypedConfigTests(DropinBadInputTestCase):
         self.assertIn("stdin", raised.exception.details())
 
     def test_exec_racing_pause(self):
-        racer = f"flipper-{self.token}"
+        racer = f"flipper-{self.dropin}"
         self.start(racer, "sleep", "1000")
         self.expected_containers = {self.kid, racer}
         errors = []
