@@ -362,6 +362,22 @@ class Stack:
             self.daemon.start()
         if not self.engine.running():
             self.engine.start()
+        self.wait_reconnected()
+
+    def start_daemon(self):
+        """Start containerd-tx again under a running dockerd, and wait until dockerd has reconnected."""
+        self.daemon.start()
+        self.wait_reconnected()
+
+    def wait_reconnected(self):
+        """
+        Wait until dockerd's gRPC connection to containerd-tx is up. After containerd restarts, dockerd's
+        client redials with a backoff (up to 2 s in libcontainerd) and fails calls meanwhile with
+        "grpc: the connection is unavailable", as it did with containerd 0.2. `docker info` asks containerd
+        for its version and shows N/A while the call fails.
+        """
+        poll(lambda: self.engine.run("info", "--format", "{{.ContainerdCommit.ID}}").out.strip() != "N/A",
+             START_TIMEOUT, interval=0.2, message="dockerd to reconnect to containerd-tx")
 
     def gate(self, name):
         """A fresh host folder for one container's gate files; C{-v <it>:/gate}."""
