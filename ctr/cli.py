@@ -136,6 +136,48 @@ def quiet_state(ctx, container_id=""):
     return quiet_call(ctx, call)
 
 
+def typed_params(ctx):
+    """
+    For completion: the current command's parameters as the words being completed give them (the shell's
+    C{COMP_WORDS}), for when click could not parse them (an option still waiting for its value, as in
+    C{start ID BUNDLE -c <Tab>}). Options' values are kept as typed; arguments are matched in order.
+
+    @return: a dict of parameter name -> value, for what was found.
+    """
+    import os
+
+    from click.parser import split_arg_string
+
+    try:
+        words = split_arg_string(os.environ.get("COMP_WORDS", ""))
+    except ValueError:
+        return {}
+    cword = os.environ.get("COMP_CWORD", "")
+    if cword.isdigit() and int(cword) < len(words):
+        words[int(cword)] = None  # the word being completed is no value yet
+    if ctx.info_name not in words:
+        return {}
+    words = words[words.index(ctx.info_name) + 1:]
+    options = {opt: param for param in ctx.command.params if isinstance(param, click.Option) for opt in param.opts}
+    arguments = [param for param in ctx.command.params if isinstance(param, click.Argument)]
+    found, position = {}, 0
+    while words:
+        word = words.pop(0)
+        if word is None:
+            continue
+        name, equals, value = word.partition("=")
+        option = options.get(name if word.startswith("-") else None)
+        if option is not None:
+            if not option.is_flag and not equals:
+                value = words.pop(0) if words else None
+            if value is not None and not option.is_flag:
+                found[option.name] = value
+        elif not word.startswith("-") and position < len(arguments):
+            found[arguments[position].name] = word
+            position += 1
+    return found
+
+
 def complete_container_id(ctx, param, incomplete):
     """A C{shell_complete} callback: the ids of the daemon's containers that start with C{incomplete}."""
     reply = quiet_state(ctx)

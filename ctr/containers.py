@@ -251,9 +251,12 @@ def local_checkpoints(ctx, incomplete):
     Completion of C{start --checkpoint}: the checkpoints in C{--checkpoint-dir}, else in BUNDLE/checkpoints
     (read from the directory: the container does not exist yet, so the daemon cannot be asked).
     """
-    directory = ctx.params.get("checkpoint_dir")
-    if not directory and ctx.params.get("bundle"):
-        directory = os.path.join(ctx.params["bundle"], "checkpoints")
+    params = dict(ctx.params)
+    if not params.get("bundle"):
+        params.update(cli.typed_params(ctx))
+    directory = params.get("checkpoint_dir")
+    if not directory and params.get("bundle"):
+        directory = os.path.join(params["bundle"], "checkpoints")
     if not directory:
         return []
     try:

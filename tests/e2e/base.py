@@ -61,6 +61,11 @@ def run_ctr(args, address=None, input=None, timeout=60, env=None):
                                        done.stderr.decode(errors="replace"))
 
 
+def json_lines(text):
+    """@return: the objects of ctr's JSON output: one per line, one line per item."""
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def now_stamp():
     """The current time as ctr's --since takes it (unix seconds with nanoseconds)."""
     seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
@@ -152,7 +157,7 @@ class CtrTestCase(TestCase):
 
     def listed(self):
         """@return: C{ctr containers --format json}, by id."""
-        return {c["id"]: c for c in json.loads(self.ctr_ok("containers", "list", "--format", "json"))}
+        return {c["id"]: c for c in json_lines(self.ctr_ok("containers", "list", "--format", "json"))}
 
     def pid1(self, container_id):
         """@return: the host pid of a container's init, from ctr."""
@@ -163,7 +168,7 @@ class CtrTestCase(TestCase):
         args = ["events", "--since", since, "--stored-only", "--format", "json"]
         if container_id:
             args += ["--id", container_id]
-        return [json.loads(line) for line in self.ctr_ok(*args).splitlines()]
+        return json_lines(self.ctr_ok(*args))
 
     def wait_exit(self, since, container_id, pid="init", timeout=20.0):
         """@return: the C{exit} event of a process (from C{ctr events --stored-only}), waiting for it."""

@@ -10,7 +10,7 @@ import subprocess
 
 from twisted.trial.unittest import SkipTest
 
-from tests.e2e.base import CtrTestCase
+from tests.e2e.base import CtrTestCase, json_lines
 from tests.support.daemon import wait_for
 
 COUNTER = ("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.1; done")
@@ -71,7 +71,7 @@ class CheckpointTests(CtrTestCase):
         ])
         shorthand = self.ctr_ok("checkpoints", "--checkpoint-dir", self.directory, self.origin)
         self.assertEqual(shorthand.splitlines(), table)
-        listed = json.loads(self.ctr_ok("checkpoints", "list", "-o", "json", "--checkpoint-dir", self.directory,
+        listed = json_lines(self.ctr_ok("checkpoints", "list", "-o", "json", "--checkpoint-dir", self.directory,
                                         self.origin))
         self.assertEqual([(c["name"], c["tcp"], c["unixSockets"], c["shell"], c["exit"]) for c in listed],
                          [("snap", False, False, False, False), ("withopts", True, True, False, False)])
@@ -89,7 +89,7 @@ class CheckpointTests(CtrTestCase):
 
         done = self.ctr_ok("checkpoints", "delete", "--checkpoint-dir", self.directory, self.origin, "snap")
         self.assertEqual(done, "")
-        self.assertEqual([c["name"] for c in json.loads(self.ctr_ok(
+        self.assertEqual([c["name"] for c in json_lines(self.ctr_ok(
             "checkpoints", "-o", "json", "--checkpoint-dir", self.directory, self.origin))], ["withopts"])
         self.assertFalse(os.path.exists(os.path.join(self.directory, "snap")))
         gone = self.ctr("checkpoints", "delete", "--checkpoint-dir", self.directory, self.origin, "snap")
