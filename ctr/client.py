@@ -142,11 +142,11 @@ def connect(address, timeout=5.0, log=None):
     @return: a L{Client}.
     @raise ConnectError: when nobody listens, the socket is not accessible, or health is not SERVING in time.
     """
-    import grpc
-
     note = log or (lambda line: None)
     deadline = time.monotonic() + timeout
-    probe(address, timeout, note)
+    probe(address, timeout, note)  # before loading gRPC: no daemon is told at once
+    import grpc
+
     channel = grpc.insecure_channel(address.target)
     try:
         _wait_healthy(channel, address, deadline, note)

@@ -5,6 +5,8 @@ Tests for L{ctr.client}: addresses, and what ctr says when no daemon answers.
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -13,9 +15,21 @@ import grpc
 from grpc_health.v1 import health_pb2
 from twisted.trial.unittest import TestCase
 
-from containerd_tx import __version__
+from containerd_tx import __version__, addresses
 from ctr import client
+from ctr.main import ctr
 from tests.unit.test_ctr_cli import FakeDaemon, invoke
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: The uid and gid a test drops to ("nobody").
+NOBODY = 65534
+
+#: Run a command as NOBODY, without groups, through setpriv. The only capability kept is CAP_DAC_READ_SEARCH,
+#: so that the interpreter and its packages can be read wherever they are (under /root, say); it gives no
+#: right to write to, and so to connect to, a socket.
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search"]
 
 
 class ParseAddressTests(TestCase):
@@ -74,10 +88,17 @@ class NoDaemonTests(TestCase):
         self.assertLess(time.monotonic() - started, 3, "a missing socket should fail at once")
 
     def test_defaultAddress(self):
-        if os.path.exists("/run/containerd/containerd.sock"):
-            self.skipTest("a daemon may be listening at the default address")
+        """
+        Without --address or CONTAINERD_ADDRESS, ctr dials the default address (pointed here at a scratch
+        path, so that a daemon of this machine cannot answer), which is containerd 0.2's.
+        """
+        self.assertEqual(client.DEFAULT_ADDRESS, "unix:///run/containerd/containerd.sock")
+        self.assertEqual(client.DEFAULT_ADDRESS, "unix://" + addresses.DEFAULT_SOCKET)
+        [option] = [p for p in ctr.params if p.name == "address"]
+        self.assertEqual(option.default, client.DEFAULT_ADDRESS)
+        self.patch(option, "default", "unix://" + self.path)
         result = invoke(["containers"])
-        self.assertCannotConnect(result, "unix:///run/containerd/containerd.sock")
+        self.assertCannotConnect(result, "unix://" + self.path)
 
     def test_versionPrintsClientFirst(self):
         result = invoke(["--address", "unix://" + self.path, "version"])
@@ -125,14 +146,30 @@ class NoDaemonTests(TestCase):
         self.assertCannotConnect(result, daemon.address)
         self.assertEqual(daemon.api.requests, [])
 
+    def run_unprivileged(self, *args):
+        """Run ctr as uid/gid NOBODY without groups (root connects whatever the socket's mode)."""
+        command = (AS_NOBODY if os.geteuid() == 0 else []) + [sys.executable, "-m", "ctr.main"]
+        env = {k: v for k, v in os.environ.items() if k != "CONTAINERD_ADDRESS"}
+        env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        return subprocess.run(command + list(args), capture_output=True, text=True, timeout=60, cwd="/",
+                              env=env, stdin=subprocess.DEVNULL)
+
     def test_permissionDenied(self):
-        if os.geteuid() == 0:
-            self.skipTest("root connects whatever the socket's mode")
+        """A socket the user may not write to is one line, "permission denied", and exit status 1."""
         daemon = FakeDaemon()
         self.addCleanup(daemon.stop)
-        os.chmod(daemon.path, 0)
-        result = invoke(["--address", daemon.address, "containers"])
-        self.assertCannotConnect(result, daemon.address, "permission denied")
+        os.chmod(daemon.dir, 0o755)
+        os.chmod(daemon.path, 0o660)  # root's, as the daemon's socket without --group
+        done = self.run_unprivileged("--address", daemon.address, "containers")
+        self.assertEqual((done.returncode, done.stdout, done.stderr),
+                         (1, "", f"ctr: cannot connect to containerd at {daemon.address}: permission denied\n"))
+        self.assertEqual(daemon.api.requests, [])
+        if os.geteuid() == 0:
+            # The same unprivileged process is let in once the mode allows it: the refusal was the mode's.
+            os.chmod(daemon.path, 0o666)
+            done = self.run_unprivileged("--address", daemon.address, "containers", "-q")
+            self.assertEqual((done.returncode, done.stderr), (0, ""))
+            self.assertEqual([name for name, _ in daemon.api.requests], ["State"])
 
 
 class AddressEnvironmentTests(TestCase):
