@@ -106,21 +106,31 @@ class ContainerTests(DockerTestCase):
 
     def test_restart_loop(self):
         """
-        `docker restart` 20 times in a row, each one successful, each time a new init (#15 item 1: the exit
-        event must not go out before the container is removed, or the next create finds it).
+        `docker restart` 20 times in a row, on each of 4 containers at once: every restart succeeds and
+        starts a new init (#15 item 1: the exit event must not go out before the container is removed, or
+        Docker's create right after it finds the old one: `container <id> already exists`).
         """
-        self.run_detached("restarter", "sh", "-c", "trap 'exit 0' TERM; while :; do usleep 20000; done")
-        failures = []
-        for attempt in range(1, 21):
-            before = self.docker.state("restarter")["Pid"]
-            result = self.docker.run("restart", "-t", "10", "restarter", check=False)
-            if result.rc != 0:
-                failures.append(f"restart {attempt}: {result.err.strip()}")
-                continue
-            state = self.docker.state("restarter")
-            if not state["Running"] or state["Pid"] in (0, before):
-                failures.append(f"restart {attempt}: state after it {state}")
-        self.assertEqual(failures, [])
+        names = [f"restarter-{i}" for i in range(4)]
+        for name in names:
+            self.run_detached(name, "sh", "-c", "trap 'exit 0' TERM; while :; do usleep 20000; done")
+
+        def loop(name):
+            failures = []
+            for attempt in range(1, 21):
+                before = self.docker.state(name)["Pid"]
+                result = self.docker.run("restart", "-t", "10", name, check=False)
+                if result.rc != 0:
+                    failures.append(f"{name} restart {attempt}: {result.err.strip()}")
+                    continue
+                state = self.docker.state(name)
+                if not state["Running"] or state["Pid"] in (0, before):
+                    failures.append(f"{name} restart {attempt}: state after it {state}")
+            return failures
+
+        with ThreadPoolExecutor(len(names)) as pool:
+            failures = [f for found in pool.map(loop, names) for f in found]
+        if failures:
+            self.fail(f"{len(failures)} of {20 * len(names)} restarts failed:\n" + "\n".join(failures))
 
     def test_kill_racing_exit(self):
         """
@@ -128,11 +138,21 @@ class ContainerTests(DockerTestCase):
         running, never an error (#15 item 3: Docker ignores Signal errors saying `container not found` or
         `no such process`).
 
-        Four containers exit on one gate while 3 clients each keep sending SIGWINCH (which the containers
-        ignore) to each of them, so that kills land before, during and after every exit.
+        In each of 3 rounds, four containers exit on one gate while 3 clients each keep sending SIGWINCH
+        (which the containers ignore) to each of them, so that kills land before, during and after every
+        exit.
         """
-        gate = self.gate("kill-race")
-        names = [f"kill-race-{i}" for i in range(4)]
+        errors, sent = [], 0
+        for round_ in range(3):
+            found, count = self.kill_race_round(round_)
+            errors.extend(found)
+            sent += count
+        if errors:
+            self.fail(f"{len(errors)} of {sent} kills failed:\n" + "\n".join(errors))
+
+    def kill_race_round(self, round_):
+        gate = self.gate(f"kill-race-{round_}")
+        names = [f"kill-race-{round_}-{i}" for i in range(4)]
         for name in names:
             self.run_detached(name, *WAIT_GATE_EXIT_3, options=("-v", f"{gate}:/gate"))
         results, lock = [], threading.Lock()
@@ -157,12 +177,12 @@ class ContainerTests(DockerTestCase):
                 pass
             for future in futures:
                 future.result()
-        errors = [f"{name}: rc {r.rc}: {r.err.strip()}" for name, r in results
-                  if r.rc != 0 and "is not running" not in r.err]
-        self.assertEqual(errors, [], f"{len(errors)} of {len(results)} kills failed")
         for name in names:
             state = self.docker.state(name)
             self.assertEqual((state["Status"], state["ExitCode"]), ("exited", 3), name)
+        errors = [f"{name}: rc {r.rc}: {r.err.strip()}" for name, r in results
+                  if r.rc != 0 and "is not running" not in r.err]
+        return errors, len(results)
 
     def test_stop_racing_exit(self):
         """
