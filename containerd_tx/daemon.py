@@ -29,6 +29,7 @@ from containerd_tx.metrics.registry import (
 from containerd_tx.metrics.stdout import IDLE_LIMIT, StdoutReporter
 from containerd_tx.model import CREATING
 from containerd_tx.oom import OomWatcher
+from containerd_tx.monitor import hardening
 from containerd_tx.monitor.client import MonitorClient
 from containerd_tx.runtime.runc import RuncRuntime
 from containerd_tx.state_store import MEMORY_FILESYSTEMS, OrderedWriter, StateStore, filesystem_type
@@ -68,6 +69,7 @@ class ContainerdService(service.MultiService):
         self._starting = None
         self._events = None
         self._writer = None
+        self._protection = None
 
     def startService(self):
         """
@@ -80,6 +82,11 @@ class ContainerdService(service.MultiService):
         self._starting.addCallbacks(self.ready.callback, self._start_failed)
 
     def _claim(self):
+        try:
+            # oom_score_adj -999, soft open files limit raised, inherited fds close-on-exec (see hardening).
+            self._protection = hardening.protect()
+        except hardening.LimitTooLow as e:
+            raise StartupError(str(e))
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
         self._state_lock = os.open(os.path.join(self.state_dir, "containerd.lock"),
@@ -120,7 +127,8 @@ class ContainerdService(service.MultiService):
 
 
     async def _start(self):
-        self.monitor = await MonitorClient.connect(self.reactor, self.state_dir)
+        self.monitor = await MonitorClient.connect(self.reactor, self.state_dir,
+                                                   monitor_args=self._protection.monitor_args())
         self.monitor.on_lost = self._monitor_lost
         log.info("monitor process {pid} watches the containers", pid=self.monitor.monitor_pid)
         runtime = self._make_runtime(self.config["runtime"], self.config["runtime-path"],

@@ -226,7 +226,7 @@ class MonitorProcess(ProcessProtocol):
         return d
 
 
-def start_monitor(reactor, state_dir, python=sys.executable, idle_exit=None):
+def start_monitor(reactor, state_dir, python=sys.executable, idle_exit=None, extra_args=()):
     """
     Start C{monitord.py} for C{state_dir} with C{reactor.spawnProcess}
     (posix_spawn: no uid/gid/usePTY/path), stdin /dev/null, stderr appended
@@ -238,6 +238,7 @@ def start_monitor(reactor, state_dir, python=sys.executable, idle_exit=None):
     args = [python, "-S", MONITORD_PATH, "--state-dir", state_dir]
     if idle_exit is not None:
         args += ["--idle-exit", repr(float(idle_exit))]
+    args += list(extra_args)
     watcher = MonitorProcess(reactor, state_dir)
     logfd = os.open(
         os.path.join(state_dir, "monitor.log"),
@@ -291,7 +292,7 @@ class MonitorClient:
         self.monitor_process = None
 
     @classmethod
-    def connect(cls, reactor, state_dir, python=sys.executable, idle_exit=None, timeout=10.0):
+    def connect(cls, reactor, state_dir, python=sys.executable, idle_exit=None, timeout=10.0, monitor_args=()):
         """
         Connect to the monitor of C{state_dir}, starting it if nothing
         answers, and say hello.
@@ -301,15 +302,17 @@ class MonitorClient:
         @param idle_exit: C{--idle-exit} for a monitor we start (None: its
             default).
         @param timeout: seconds to get a connected, greeted monitor.
+        @param monitor_args: more arguments for a monitor we start (see
+            L{containerd_tx.monitor.hardening.Protection.monitor_args}).
         @return: Deferred firing with a connected L{MonitorClient}, or failing
             with L{MonitorError}.
         """
         return defer.ensureDeferred(
-            cls._connect(reactor, os.path.abspath(state_dir), python, idle_exit, timeout)
+            cls._connect(reactor, os.path.abspath(state_dir), python, idle_exit, timeout, monitor_args)
         )
 
     @classmethod
-    async def _connect(cls, reactor, state_dir, python, idle_exit, timeout):
+    async def _connect(cls, reactor, state_dir, python, idle_exit, timeout, monitor_args=()):
         deadline = reactor.seconds() + timeout
         sock_path = os.path.join(state_dir, "monitor.sock")
         started = None
@@ -336,7 +339,7 @@ class MonitorClient:
                     return client
             elif started is None or started.ended:
                 try:
-                    started = start_monitor(reactor, state_dir, python, idle_exit)
+                    started = start_monitor(reactor, state_dir, python, idle_exit, monitor_args)
                 except OSError as e:
                     raise MonitorError("cannot start the monitor for %s: %s" % (state_dir, e))
                 ready = started.ready

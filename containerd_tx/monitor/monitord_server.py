@@ -7,10 +7,12 @@ documents the process and its wire protocol.
 
 
 import binascii
+import contextlib
 import ctypes
 import fcntl
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -284,12 +286,79 @@ def bind_long(sock, path):
         os.close(fd)
 
 
+class ChildAttributes:
+    """
+    The monitor protects itself (oom_score_adj -999, a raised soft RLIMIT_NOFILE) but the runtime and the
+    containers must not inherit that: around each posix_spawn the monitor takes the children's values and
+    then its own back (one thread spawns; the two writes cost microseconds).  posix_spawn cannot run code in
+    the child before exec, and an attribute set after the spawn would race runc's own forks.
+    """
+
+    def __init__(self, own_oom=None, child_oom=None, child_nofile=None):
+        self.own_oom = own_oom
+        self.child_oom = child_oom
+        self.child_nofile = child_nofile
+        self.oom_fd = None
+        self.nofile = None
+
+    def start(self):
+        """Take the monitor's own values; called once at start-up."""
+        if self.own_oom is not None:
+            try:
+                self.oom_fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+                self._write_oom(self.own_oom)
+            except OSError as e:
+                log("cannot set oom_score_adj %d: %s" % (self.own_oom, e.strerror))
+                sio.close_quietly(self.oom_fd)
+                self.oom_fd = None
+        if self.child_nofile is not None:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            except (OSError, ValueError) as e:
+                log("cannot raise the open files limit to %d: %s" % (hard, e))
+            self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def _write_oom(self, value):
+        os.pwrite(self.oom_fd, b"%d\n" % (value,), 0)
+
+    @contextlib.contextmanager
+    def applied(self, child_fds=()):
+        oom = self.oom_fd is not None and self.child_oom is not None and self.child_oom != self.own_oom
+        nofile = (
+            self.nofile is not None
+            and self.child_nofile < self.nofile[0]
+            # glibc refuses a dup2 file action from an fd at or above the soft limit
+            and all(fd < self.child_nofile for fd in child_fds)
+        )
+        if oom:
+            try:
+                self._write_oom(self.child_oom)
+            except OSError:
+                oom = False
+        if nofile:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.child_nofile, self.nofile[1]))
+            except (OSError, ValueError):
+                nofile = False
+        try:
+            yield
+        finally:
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
+            if oom:
+                try:
+                    self._write_oom(self.own_oom)
+                except OSError as e:
+                    log("cannot take oom_score_adj %d back: %s" % (self.own_oom, e.strerror))
+
+
 class Monitor:
     """
     The monitor: registry, spawns, reaping, and the daemon connection.
     """
 
-    def __init__(self, state_dir, idle_exit):
+    def __init__(self, state_dir, idle_exit, child_attributes=None):
         self.state_dir = state_dir
         self.idle_exit = idle_exit
         self.pid = os.getpid()
@@ -309,6 +378,7 @@ class Monitor:
         self.idle_since = None
         self.devnull = None
         self.default_signals = ()
+        self.child_attributes = child_attributes or ChildAttributes()
         self.ops = {
             "hello": self.op_hello,
             "spawn": self.op_spawn,
@@ -351,6 +421,7 @@ class Monitor:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             log("prctl(PR_SET_CHILD_SUBREAPER) failed: %s" % (os.strerror(ctypes.get_errno()),))
+        self.child_attributes.start()
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         # A plain copy: posix_spawn re-encodes an os.environ mapping on every call.
         self.environ = dict(os.environ)
@@ -702,14 +773,7 @@ class Monitor:
             except sio.StdioError as e:
                 raise RequestFailed(str(e))
             try:
-                job.pid = os.posix_spawn(
-                    argv[0],
-                    argv,
-                    env,
-                    file_actions=[(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(child_fds)],
-                    setsigmask=(),
-                    setsigdef=self.default_signals,
-                )
+                job.pid = self.posix_spawn(argv, env, child_fds)
             except OSError as e:
                 raise RequestFailed("cannot execute %s: %s" % (argv[0], e.strerror or e))
         except BaseException:
@@ -722,6 +786,21 @@ class Monitor:
         self.spawn_tags[(conn.serial, tag)] = job
         conn.send({"event": "spawned", "tag": tag, "spawn_pid": job.pid})
         return None  # the reply comes when the command has exited
+
+    def posix_spawn(self, argv, env, child_fds):
+        """
+        posix_spawn C{argv} with C{child_fds} as its stdio, and with the oom_score_adj and soft open files
+        limit the daemon was started with (see L{ChildAttributes}).
+        """
+        with self.child_attributes.applied(child_fds):
+            return os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(child_fds)],
+                setsigmask=(),
+                setsigdef=self.default_signals,
+            )
 
     def _prepare_terminal(self, job, paths):
         """
@@ -887,12 +966,25 @@ def _ignore_signal(signum, frame):
     """
 
 
-USAGE = "usage: monitord.py --state-dir DIR [--idle-exit SECONDS]\n"
+USAGE = (
+    "usage: monitord.py --state-dir DIR [--idle-exit SECONDS] [--oom-score-adj N]\n"
+    "                   [--child-oom-score-adj N] [--child-nofile N]\n"
+)
+
+_INT_OPTIONS = {
+    "--oom-score-adj": ("own_oom", -1000, 1000),
+    "--child-oom-score-adj": ("child_oom", -1000, 1000),
+    "--child-nofile": ("child_nofile", 1, 2**31 - 1),
+}
 
 
 def parse_args(args):
+    """
+    @return: C{(state_dir, idle_exit, ChildAttributes)}; exits 2 with the usage on a bad argument.
+    """
     state_dir = None
     idle_exit = 5.0
+    ints = {}
     i = 0
     try:
         while i < len(args):
@@ -901,13 +993,18 @@ def parse_args(args):
                 sys.stdout.write(USAGE)
                 sys.exit(0)
             name, eq, value = arg.partition("=")
-            if name not in ("--state-dir", "--idle-exit"):
+            if name not in ("--state-dir", "--idle-exit") and name not in _INT_OPTIONS:
                 raise ValueError("unknown argument %r" % (arg,))
             if not eq:
                 i += 1
                 value = args[i]
             if name == "--state-dir":
                 state_dir = value
+            elif name in _INT_OPTIONS:
+                key, low, high = _INT_OPTIONS[name]
+                ints[key] = int(value)
+                if not low <= ints[key] <= high:
+                    raise ValueError("%s must be in [%d, %d]" % (name, low, high))
             else:
                 idle_exit = float(value)
                 if idle_exit < 0:
@@ -918,12 +1015,12 @@ def parse_args(args):
     except (ValueError, IndexError) as e:
         sys.stderr.write("monitord: %s\n%s" % (e or "missing value", USAGE))
         sys.exit(2)
-    return os.path.abspath(state_dir), idle_exit
+    return os.path.abspath(state_dir), idle_exit, ChildAttributes(**ints)
 
 
 def main(args=None):
-    state_dir, idle_exit = parse_args(sys.argv[1:] if args is None else args)
-    monitor = Monitor(state_dir, idle_exit)
+    state_dir, idle_exit, child_attributes = parse_args(sys.argv[1:] if args is None else args)
+    monitor = Monitor(state_dir, idle_exit, child_attributes)
     if not monitor.lock():
         try:
             with open(monitor.pid_path) as f:

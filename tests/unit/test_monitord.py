@@ -182,7 +182,11 @@ class Monitor:
     A monitord process for one test, stopped (with its descendants) in cleanup.
     """
 
-    def __init__(self, case, idle_exit=0, state_dir=None):
+    def __init__(self, case, idle_exit=0, state_dir=None, args=(), shell_prefix=None):
+        """
+        @param args: more monitord arguments.
+        @param shell_prefix: shell commands run (by bash) before the monitor is exec'd in the same process.
+        """
         self.case = case
         if state_dir is None:
             # short: unix socket paths are limited to 107 bytes
@@ -192,8 +196,11 @@ class Monitor:
         self.sock = os.path.join(state_dir, "monitor.sock")
         self.clients = []
         with open(os.path.join(state_dir, "monitor.log"), "ab") as logfile:
+            argv = [PYTHON, "-S", MONITORD, "--state-dir", state_dir, "--idle-exit", str(idle_exit), *args]
+            if shell_prefix is not None:
+                argv = ["bash", "-c", shell_prefix + '; exec "$@"', "bash", *argv]
             self.popen = subprocess.Popen(
-                [PYTHON, "-S", MONITORD, "--state-dir", state_dir, "--idle-exit", str(idle_exit)],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=logfile,
