@@ -110,12 +110,12 @@ class ContainerdService(service.MultiService):
             # On tmpfs (/run on a systemd host) fsync costs nothing and a record is a few microseconds of
             # syscalls: written inline, with no thread hand-off per change.
             log.info("state dir {dir} is in memory: records written inline", dir=self.state_dir)
-            store = StateStore(self.state_dir)
+            store = StateStore(self.state_dir, reactor=self.reactor)
         else:
             # One thread writes the state dir, in order and in batches, so fsync never stalls the reactor.
             self._writer = OrderedWriter(self.reactor, self.state_dir)
             self._writer.start()
-            store = StateStore(self.state_dir, writer=self._writer)
+            store = StateStore(self.state_dir, writer=self._writer, reactor=self.reactor)
         self.metrics = Metrics(self.reactor)
         for name in TIMERS:
             self.metrics.timer(name)  # reported from the start, even before the first sample

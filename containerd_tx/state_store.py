@@ -188,17 +188,30 @@ def _dump(record):
     return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
 
 
+#: Seconds between attempts to remove a container folder that could not be removed.
+REMOVAL_RETRY = 10.0
+
+
 class StateStore:
     """
     Reads and writes container records under C{<state-dir>/containers}.
 
+    A container folder that cannot be removed (no file descriptor left, a busy mount inside it, EIO) is
+    logged and removed later: every L{REMOVAL_RETRY} seconds (with a C{reactor}), at the next removal, and
+    before a container of the same id is recorded again.
+
     @param writer: C{writer(fn, *args) -> Deferred} running disk changes in order off the reactor (an
         L{OrderedWriter}); None runs them inline (tests, tools).
+    @param reactor: schedules the retries (None: only at the next removal).
     """
 
-    def __init__(self, state_dir, writer=None):
+    def __init__(self, state_dir, writer=None, reactor=None):
         self.root = os.path.join(state_dir, "containers")
         self._writer = writer
+        self._reactor = reactor
+        #: container folders whose removal failed, retried later (only touched in the reactor thread).
+        self.leftovers = set()
+        self._retry_call = None
         os.makedirs(self.root, mode=0o700, exist_ok=True)
 
     def _write(self, fn, *args, fail=False):
@@ -215,7 +228,14 @@ class StateStore:
         Record processes (and the container itself, when given) before the runtime acts on them; the Deferred
         fails if the disk refuses.
         """
-        return self._write(_write_records, self._records(container_id, container, processes), fail=True)
+        records = self._records(container_id, container, processes)
+        directory = self.container_dir(container_id)
+        if container is not None and directory in self.leftovers:
+            # What is left of an earlier container of the same id goes first, or its records would be read
+            # back as this one's.
+            self.leftovers.discard(directory)
+            return self._write(_write_records_afresh, directory, records, fail=True)
+        return self._write(_write_records, records, fail=True)
 
     def _records(self, container_id, container, processes):
         # Serialized here, in the caller's (the reactor's) thread: the writer thread only ever sees bytes, never
@@ -271,7 +291,38 @@ class StateStore:
         through leaves a folder without one, which the next start removes, never a container whose process
         records are gone (it would be adopted as running, with no process, forever).
         """
-        return self._write(_remove_folder, self.container_dir(container_id))
+        directory = self.container_dir(container_id)
+        self.leftovers.discard(directory)
+        self.retry_removals()
+        return self._remove_folder(directory)
+
+    def _remove_folder(self, directory, first=True):
+        d = self._write(_remove_folder, directory, fail=True)
+        if not first:
+            d.addCallback(lambda _: log.info("removed container folder {dir} at last", dir=directory))
+        d.addCallbacks(lambda _: self.leftovers.discard(directory), self._removal_failed,
+                       errbackArgs=(directory, first))
+        return d
+
+    def _removal_failed(self, failure, directory, first):
+        if first:
+            log.warn("cannot remove container folder {dir} ({e}); it is removed later", dir=directory,
+                     e=failure.getErrorMessage())
+        self.leftovers.add(directory)
+        if self._reactor is not None and (self._retry_call is None or not self._retry_call.active()):
+            self._retry_call = self._reactor.callLater(REMOVAL_RETRY, self.retry_removals)
+
+    def retry_removals(self):
+        """
+        Try again to remove the folders whose removal failed (ordered behind the writes already asked for).
+
+        @return: a Deferred firing once done; the folders that still fail stay for later.
+        """
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+        return defer.gatherResults([self._remove_folder(directory, first=False)
+                                    for directory in sorted(self.leftovers)])
 
     def read_exit_records(self, container_id):
         """
@@ -308,7 +359,7 @@ class StateStore:
             record = _read_json(os.path.join(directory, "container.json"))
             if record is None:
                 log.warn("removing container folder {dir} without a readable record", dir=directory)
-                shutil.rmtree(directory, ignore_errors=True)
+                self._remove_folder(directory)
                 continue
             processes = {}
             for name in os.listdir(directory):
@@ -326,7 +377,7 @@ class StateStore:
                 containers.append(Container.from_record(record, processes))
             except TypeError as e:
                 log.warn("removing container {id}: unreadable record ({e})", id=container_id, e=e)
-                shutil.rmtree(directory, ignore_errors=True)
+                self._remove_folder(directory)
         return containers
 
 
@@ -339,6 +390,12 @@ def _write_records(records):
         write_atomically(os.path.join(directory, name), data)
 
 
+def _write_records_afresh(directory, records):
+    if os.path.lexists(directory):
+        _remove_folder(directory)
+    _write_records(records)
+
+
 def _read_json(path):
     try:
         with open(path, "rb") as f:
@@ -348,8 +405,13 @@ def _read_json(path):
 
 
 def _remove_folder(directory):
+    """Remove a container's folder, its record first; raise OSError if anything is left."""
     _unlink(os.path.join(directory, "container.json"))
-    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        shutil.rmtree(directory)
+    except FileNotFoundError:
+        if os.path.lexists(directory):
+            raise
 
 
 def _unlink(path):
