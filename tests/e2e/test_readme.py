@@ -22,8 +22,8 @@ from tests.e2e.base import REPO, CtrTestCase, ctr_env
 README = os.path.join(REPO, "README.md")
 MARKER = "<!-- walkthrough: tests/e2e/test_readme.py runs the next console block -->"
 
-#: Words that differ from run to run: numbers, times, percentages, versions.
-_VARIABLE = re.compile(r"^[\d.:%TZ+-]*\d[\d.:%TZ+-]*$")
+#: Words that differ from run to run: numbers, times, percentages, versions, git revisions.
+_VARIABLE = re.compile(r"^([\d.:%TZ+-]*\d[\d.:%TZ+-]*|(?=[0-9a-f]*\d)[0-9a-f]{7,64})$")
 _UNITS = {"B", "KiB", "MiB", "GiB", "TiB"}
 
 
@@ -49,9 +49,15 @@ def walkthrough(text):
     return steps
 
 
+#: A number as a JSON value inside a word (`"pid1":8911,`).
+_JSON_NUMBER = re.compile(r'(?<=":)-?\d+(?:\.\d+)?(?=[,}\]])')
+
+
 def _word(word):
-    bare = word.strip('",[]{}')
-    return "#" if _VARIABLE.match(bare) or bare in _UNITS else word
+    bare = word.strip('",[]{}()')
+    if _VARIABLE.match(bare) or bare in _UNITS:
+        return "#"
+    return _JSON_NUMBER.sub("#", word)
 
 
 def shape(line):
@@ -61,7 +67,7 @@ def shape(line):
     """
     words = line.split()
     shaped = [_word(word) for word in words]
-    if len(words) == 1 or (len(words) >= 5 and words[1] == "exit"):
+    if (len(words) == 1 and words[0].isdigit()) or (len(words) >= 5 and words[1] == "exit"):
         shaped[-1] = words[-1]
     return shaped
 
@@ -82,8 +88,16 @@ class MatchingTests(SynchronousTestCase):
     def test_numbers_and_units_vary(self):
         self.assertIsNone(mismatch(["demo   /tmp/demo   running   8911", "x  492 KiB / 64 MiB  0.75%"],
                                    ["demo  /tmp/demo  running  120", "x  1.2 MiB / 64 MiB  1.80%"]))
+        self.assertIsNone(mismatch(["Server: 0.1.0 (revision 53e248ddf6fc01059a1f5a629775395edc0ce7a2)"],
+                                   ["Server: 0.1.2 (revision 0123abc)"]))
         self.assertIsNone(mismatch(["2026-11-29T16:21:47.641127681Z   start-process   demo   ps"],
                                    ["2027-01-02T03:04:05.000000001Z start-process demo ps"]))
+
+    def test_json_numbers_vary(self):
+        """Numbers that are JSON values may differ (pids in a one-line object); the rest must match."""
+        self.assertIsNone(mismatch(['{"id":"demo","pid1":8911,"processes":[{"systemPid":8911}]}'],
+                                   ['{"id":"demo","pid1":120,"processes":[{"systemPid":120}]}']))
+        self.assertIn("line 1", mismatch(['{"id":"demo","pid1":8911}'], ['{"id":"demo2","pid1":8911}']))
 
     def test_exit_statuses_must_match(self):
         """What `containers wait` prints and the status of exit events are compared exactly."""
