@@ -449,6 +449,28 @@ class Metrics:
         gauge.fn = fn
         return gauge
 
+    @contextlib.contextmanager
+    def time(self, name, failures=True):
+        """
+        A context manager recording how long its block takes in the timer C{name} (one of this module's
+        constants)::
+
+            with metrics.time(CONTAINER_STATS_TIME):
+                sample = read_stats(cgroups, pid)
+
+        @param failures: also record a block that raises; False records only blocks that complete (an
+            operation's duration when it succeeded).
+        """
+        timer = self.timer(name)
+        start = self.reactor.seconds()
+        try:
+            yield timer
+        except BaseException:
+            if failures:
+                timer.update_since(start)
+            raise
+        timer.update_since(start)
+
     def unregister(self, name):
         """Forget the metric C{name} (no error when unknown)."""
         self._metrics.pop(name, None)

@@ -20,6 +20,12 @@ from containerd_tx.errors import (
     NotFound,
 )
 from containerd_tx.events import OOM, START_CONTAINER
+from containerd_tx.metrics.registry import (
+    CONTAINER_CREATE_TIME,
+    CONTAINER_START_TIME,
+    CONTAINER_STATS_TIME,
+    Metrics,
+)
 from containerd_tx.model import CREATING, INIT, RUNNING, Container, Process
 from containerd_tx.stats import read_stats
 from containerd_tx.supervisor.checkpoints import checkpoint_root, read_checkpoint
@@ -82,7 +88,7 @@ class SupervisorCore:
     @param concurrency: how many runtime starts may run at once.
     @param start_timeout: seconds a start may take before it is killed.
     @param sockets_dir: where console sockets for terminals are made.
-    @param metrics: L{containerd_tx.metrics.Metrics} or None.
+    @param metrics: L{containerd_tx.metrics.registry.Metrics} (None: a private registry nobody reports).
     @param oom: an L{containerd_tx.oom.OomWatcher} (its C{on_oom} calling L{report_oom}) or None.
     """
 
@@ -100,7 +106,7 @@ class SupervisorCore:
         self._sockets_dir = sockets_dir
         self._socket_counter = 0
         self._short_sockets_dir = None
-        self.metrics = metrics
+        self.metrics = metrics if metrics is not None else Metrics(reactor)
         #: L{containerd_tx.oom.OomWatcher} unless --no-oom-notify, else None.
         self.oom = oom
         self.machine = machine or read_machine()
@@ -183,7 +189,14 @@ class SupervisorCore:
         if request.id in self.containers:
             raise AlreadyExists(f"container {request.id} already exists")
         runtime = self.runtime_for(request.runtime)
-        started = self._reactor.seconds()
+        with self.metrics.time(CONTAINER_START_TIME, failures=False):
+            container = await self._create(request, runtime)
+        # The caller sees the container running first; an exit that came early is handled next turn.
+        self._reactor.callLater(0, self._deliver_early_exit, container.id, INIT)
+        return container
+
+    async def _create(self, request, runtime):
+        """Record, start and register a new container (L{create} without its waits and checks)."""
         init = Process.from_oci(INIT, request.config["process"], request.stdio)
         container = Container(
             id=request.id,
@@ -208,41 +221,35 @@ class SupervisorCore:
             await self._discard(container, runtime)
             raise
         self._started(container, pid)
-        if self.metrics is not None:
-            self.metrics.timer("container-start-time").update(self._reactor.seconds() - started)
-        # The caller sees the container running first; an exit that came early is handled next turn.
-        self._reactor.callLater(0, self._deliver_early_exit, container.id, INIT)
         return container
 
     async def _start_init(self, container, runtime, restore=None):
         console = self._console_socket() if container.init.terminal else None
         await self._starts.acquire()
-        started = self._reactor.seconds()
         try:
-            if restore is not None:
-                image, options = restore
-                work = os.path.join(self.store.container_dir(container.id), "criu-restore")
-                os.makedirs(work, mode=0o700, exist_ok=True)
-                return await runtime.restore(
-                    container.id, container.bundle, image, work, options, _stdio(container.init),
+            with self.metrics.time(CONTAINER_CREATE_TIME):
+                if restore is not None:
+                    image, options = restore
+                    work = os.path.join(self.store.container_dir(container.id), "criu-restore")
+                    os.makedirs(work, mode=0o700, exist_ok=True)
+                    return await runtime.restore(
+                        container.id, container.bundle, image, work, options, _stdio(container.init),
+                        (container.id, INIT, self.store.container_dir(container.id)),
+                        global_args=container.runtime_args, no_pivot_root=container.no_pivot_root,
+                        console_socket=console, timeout=self.start_timeout,
+                    )
+                return await runtime.run(
+                    container.id,
+                    container.bundle,
+                    _stdio(container.init),
                     (container.id, INIT, self.store.container_dir(container.id)),
-                    global_args=container.runtime_args, no_pivot_root=container.no_pivot_root,
-                    console_socket=console, timeout=self.start_timeout,
+                    global_args=container.runtime_args,
+                    no_pivot_root=container.no_pivot_root,
+                    console_socket=console,
+                    timeout=self.start_timeout,
                 )
-            return await runtime.run(
-                container.id,
-                container.bundle,
-                _stdio(container.init),
-                (container.id, INIT, self.store.container_dir(container.id)),
-                global_args=container.runtime_args,
-                no_pivot_root=container.no_pivot_root,
-                console_socket=console,
-                timeout=self.start_timeout,
-            )
         finally:
             self._starts.release()
-            if self.metrics is not None:
-                self.metrics.timer("container-create-time").update(self._reactor.seconds() - started)
 
     def _started(self, container, pid):
         container.init.system_pid = pid
@@ -343,11 +350,8 @@ class SupervisorCore:
         @raise NotFound: unknown container.
         """
         container = self.get(container_id)
-        started = self._reactor.seconds()
-        sample = read_stats(container.cgroups, container.init.system_pid)
-        if self.metrics is not None:
-            self.metrics.timer("container-stats-time").update(self._reactor.seconds() - started)
-        return sample
+        with self.metrics.time(CONTAINER_STATS_TIME):
+            return read_stats(container.cgroups, container.init.system_pid)
 
     def report_oom(self, container_id):
         """The kernel OOM-killed a process of this container: emit an C{oom} event."""

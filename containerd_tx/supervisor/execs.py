@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from containerd_tx.errors import AlreadyExists, FailedPrecondition, InvalidArgument, RuntimeFailure
 from containerd_tx.events import START_PROCESS
+from containerd_tx.metrics.registry import EXEC_PROCESS_TIME
 from containerd_tx.model import RUNNING, Process
 from containerd_tx.monitor.client import MonitorError
 from containerd_tx.process_spec import exec_process
@@ -76,9 +77,15 @@ class Execs:
             raise FailedPrecondition(f"the bundle of {container.id} is no longer usable: {e.message}")
         spec = exec_process(bundle_process, vars(request))
         process = Process.from_oci(request.process_id, spec, request.stdio)
+        with self.metrics.time(EXEC_PROCESS_TIME, failures=False):
+            pid = await self._exec(container, process, spec)
+        self._reactor.callLater(0, self._deliver_early_exit, container.id, process.id)
+        return pid
+
+    async def _exec(self, container, process, spec):
+        """Record and start an exec'd process; its host pid."""
         directory = self.store.container_dir(container.id)
-        spec_path = os.path.join(directory, f"exec-{request.process_id}.json")
-        started = self._reactor.seconds()
+        spec_path = os.path.join(directory, f"exec-{process.id}.json")
         container.processes[process.id] = process
         try:
             # A temporary file the runtime reads once: no fsync needed.
@@ -111,9 +118,6 @@ class Execs:
         self.events.emit(START_PROCESS, container.id, process.id, system_pid=pid)
         log.info("container {id}: process {pid} started (pid {system_pid})", id=container.id,
                  pid=process.id, system_pid=pid)
-        if self.metrics is not None:
-            self.metrics.timer("exec-process-time").update(self._reactor.seconds() - started)
-        self._reactor.callLater(0, self._deliver_early_exit, container.id, process.id)
         return pid
 
     def _exec_failed(self, container, process):

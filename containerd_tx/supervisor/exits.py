@@ -10,6 +10,7 @@ from twisted.logger import Logger
 
 from containerd_tx.errors import ContainerdError, NotFound
 from containerd_tx.events import EXIT
+from containerd_tx.metrics.registry import CONTAINER_DELETE_TIME, EXIT_PROCESS_TIME
 from containerd_tx.model import CREATING, INIT, STOPPED
 
 log = Logger()
@@ -62,16 +63,14 @@ class ExitHandling:
                  id=container.id, pid=process.id, status=status)
 
     def _process_exited(self, container, process, record):
-        started = self._reactor.seconds()
-        self._report_exit(container, process, record["status"])
-        container.processes.pop(process.id, None)
-        self.store.remove_process(container.id, process.id)
-        self._exiting.discard((container.id, process.id))
-        waiter = self._exit_waiters.pop((container.id, process.id), None)
-        if waiter is not None:
-            waiter.callback(None)
-        if self.metrics is not None:
-            self.metrics.timer("exit-process-time").update(self._reactor.seconds() - started)
+        with self.metrics.time(EXIT_PROCESS_TIME):
+            self._report_exit(container, process, record["status"])
+            container.processes.pop(process.id, None)
+            self.store.remove_process(container.id, process.id)
+            self._exiting.discard((container.id, process.id))
+            waiter = self._exit_waiters.pop((container.id, process.id), None)
+            if waiter is not None:
+                waiter.callback(None)
 
     async def _init_exited(self, container, record):
         """
@@ -80,7 +79,11 @@ class ExitHandling:
         and the runtime deletes it, and only then is its exit reported, so a client acting on the exit event
         finds the id free.
         """
-        started = self._reactor.seconds()
+        with self.metrics.time(EXIT_PROCESS_TIME):
+            await self._end(container, record)
+
+    async def _end(self, container, record):
+        """L{_init_exited}'s steps (timed there)."""
         if self.oom is not None:
             # An OOM kill is reported before the exit it caused, even if the kernel's notice is late.
             self.oom.check(container.id)
@@ -91,19 +94,17 @@ class ExitHandling:
         try:
             await self._reap_execs(container)
             runtime = self._runtime_of(container)
-            deleted = self._reactor.seconds()
-            try:
-                await runtime.delete(container.id, container.runtime_args)
-            except NotFound:
-                pass  # already gone from the runtime (e.g. a checkpoint with exit removes it)
-            except ContainerdError as e:
-                log.warn("runtime delete of {id} failed ({e}); forcing", id=container.id, e=e)
+            with self.metrics.time(CONTAINER_DELETE_TIME, failures=False):
                 try:
-                    await runtime.delete(container.id, container.runtime_args, force=True)
+                    await runtime.delete(container.id, container.runtime_args)
+                except NotFound:
+                    pass  # already gone from the runtime (e.g. a checkpoint with exit removes it)
                 except ContainerdError as e:
-                    log.error("cannot delete {id} from the runtime: {e}", id=container.id, e=e)
-            if self.metrics is not None:
-                self.metrics.timer("container-delete-time").update(self._reactor.seconds() - deleted)
+                    log.warn("runtime delete of {id} failed ({e}); forcing", id=container.id, e=e)
+                    try:
+                        await runtime.delete(container.id, container.runtime_args, force=True)
+                    except ContainerdError as e:
+                        log.error("cannot delete {id} from the runtime: {e}", id=container.id, e=e)
         finally:
             # In one reactor turn: the event is in the log before the records go, so a daemon killed in
             # between reports the exit once on its next start.
@@ -114,8 +115,6 @@ class ExitHandling:
             self._exiting.discard((container.id, INIT))
             for waiter in self._ended_waiters.pop(container.id, []):
                 waiter.callback(None)
-            if self.metrics is not None:
-                self.metrics.timer("exit-process-time").update(self._reactor.seconds() - started)
 
     async def _reap_execs(self, container):
         """Kill what is left of the container's exec'd processes and wait for their exits."""

@@ -114,6 +114,30 @@ class TimerTests(SynchronousTestCase):
         self.assertEqual(snap["count"], 2)
         self.assertEqual((snap["min"], snap["max"]), (0.25, 0.75))
 
+    def test_registry_time(self):
+        """
+        C{Metrics.time(name)} records the block's duration in the timer of that name, also when the block
+        raises; with C{failures=False} only blocks that complete are recorded.
+        """
+        metrics, clock = metrics_with_clock()
+        with metrics.time(registry.CONTAINER_START_TIME) as timer:
+            clock.advance(0.5)
+        self.assertIs(timer, metrics.timer(registry.CONTAINER_START_TIME))
+        with self.assertRaises(ZeroDivisionError):
+            with metrics.time(registry.CONTAINER_START_TIME):
+                clock.advance(1.5)
+                1 / 0
+        with self.assertRaises(ZeroDivisionError):
+            with metrics.time(registry.EXEC_PROCESS_TIME, failures=False):
+                clock.advance(2)
+                1 / 0
+        with metrics.time(registry.EXEC_PROCESS_TIME, failures=False):
+            clock.advance(0.25)
+        start = metrics.timer(registry.CONTAINER_START_TIME).snapshot()
+        self.assertEqual((start["count"], start["min"], start["max"]), (2, 0.5, 1.5))
+        execs = metrics.timer(registry.EXEC_PROCESS_TIME).snapshot()
+        self.assertEqual((execs["count"], execs["max"]), (1, 0.25))
+
     def test_time_deferred(self):
         metrics, clock = metrics_with_clock()
         timer = metrics.timer("exec-process-time")
