@@ -13,7 +13,10 @@ Things dockerd makes outside its roots, and what is done about them:
    empty);
  - the C{docker_gwbridge} interface of swarm mode: removed through the engine by L{Stack.reset}, and
    deleted with C{ip link} after dockerd stops if it is still there and was not there before;
- - the docker CLI's config: C{DOCKER_CONFIG} points into the stack's folder.
+ - the docker CLI's config: C{DOCKER_CONFIG} points into the stack's folder;
+ - C{/docker} in every cgroup hierarchy: dockerd gets C{--cgroup-parent /<the stack's folder name>}, removed
+   from every hierarchy after dockerd stops;
+ - C{net.ipv4.ip_forward}: left alone with C{--ip-forward=false}.
 """
 
 import atexit
@@ -43,6 +46,7 @@ LIBNETWORK_DIR = os.path.join(RUN_DIR, "libnetwork")
 PLUGINS_DIR = os.path.join(RUN_DIR, "plugins")
 #: Interfaces the engine may create on the host (swarm mode's gateway bridge; the default bridge is off).
 ENGINE_LINKS = ("docker_gwbridge", "docker0")
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def engine_dir():
@@ -116,6 +120,21 @@ def unmount_under(path):
             if subprocess.run(["umount", point], capture_output=True).returncode != 0:
                 subprocess.run(["umount", "-l", point], capture_output=True)
     return mounts_under(path)
+
+
+def remove_cgroups(parent):
+    """Remove the cgroup C{parent} (and what is left under it) from every hierarchy; return what stays."""
+    left = []
+    for hierarchy in sorted(os.listdir(CGROUP_ROOT)):
+        top = os.path.join(CGROUP_ROOT, hierarchy, parent.lstrip("/"))
+        if not os.path.isdir(top) or os.path.islink(os.path.join(CGROUP_ROOT, hierarchy)):
+            continue
+        for directory, _, _ in sorted(os.walk(top), key=lambda entry: len(entry[0]), reverse=True):
+            try:
+                os.rmdir(directory)
+            except OSError as e:
+                left.append(f"{directory}: {e.strerror}")
+    return left
 
 
 def _links():
@@ -229,16 +248,22 @@ class Engine:
         self.containerd_socket = containerd_socket
         self.rbin = rbin
         self.flags = list(flags)
+        self.cgroup_parent = "/" + os.path.basename(os.path.dirname(root.rstrip("/")))
         self.process = None
         self.cli_env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         self.cli_env["DOCKER_CONFIG"] = os.path.join(root, "cli")
 
     def command(self):
-        """dockerd's command line (the shared README's, plus a trust key inside the stack's folder)."""
+        """
+        dockerd's command line: the shared README's, plus a trust key inside the stack's folder and
+        C{--ip-forward=false} (otherwise dockerd turns the host's net.ipv4.ip_forward on), and a cgroup
+        parent of the stack's own (otherwise C{/docker} is left in every hierarchy).
+        """
         return [self.dockerd, f"--containerd={self.containerd_socket}", "-H", "unix://" + self.socket,
                 "--data-root", self.data_root, "--exec-root", self.exec_root, "--pidfile", self.pidfile,
                 "--storage-driver", "vfs", "--iptables=false", "--ip-masq=false", "--bridge=none",
-                "--deprecated-key-path", self.key, *self.flags]
+                "--ip-forward=false", "--cgroup-parent", self.cgroup_parent, "--deprecated-key-path", self.key,
+                *self.flags]
 
     def running(self):
         return self.process is not None and self.process.poll() is None
@@ -439,6 +464,7 @@ class Stack:
         if left:
             problems.append(f"mounts left: {left}")
         problems.extend(self.host.remove())
+        problems.extend(remove_cgroups(self.engine.cgroup_parent))
         if self.daemon.running():
             try:
                 self.daemon.stop()

@@ -9,13 +9,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tests.docker.base import DockerTestCase, run_on_pty
 from tests.docker.engine import IMAGE, poll
+from tests.support.processes import cgroup_file
 
 #: A container that waits for its gate file, then exits 3 by itself.
 WAIT_GATE_EXIT_3 = ("sh", "-c", "while [ ! -e /gate/go ]; do usleep 5000; done; exit 3")
 
 
 class ContainerTests(DockerTestCase):
-    """One engine (and one containerd-tx on its default flags) for all the tests of this class."""
+    """
+    One engine (and one containerd-tx on its default flags) for all the tests of this class. The engine
+    has a real-time CPU budget for its containers' parent cgroup, so that `--cpu-rt-runtime` can be used.
+    """
+
+    engine_flags = ("--cpu-rt-runtime", "20000")
 
     def test_run_exit_codes(self):
         """`docker run` returns the container's exit status, as a shell would."""
@@ -103,6 +109,33 @@ class ContainerTests(DockerTestCase):
         self.docker.run("unpause", "pausable")
         self.wait_state("pausable", lambda s: s["Running"] and not s["Paused"], "the container to run again")
         self.assertEqual(self.docker.run("exec", "pausable", "echo", "thawed").out, "thawed\n")
+
+    def test_update(self):
+        """`docker update` changes the running container's cgroup limits (seen by the host)."""
+        self.run_detached("updated", "sleep", "1000")
+        self.docker.run("update", "--memory", "64m", "--memory-swap", "128m", "--cpu-shares", "512",
+                        "--cpuset-cpus", "0", "updated")
+        pid = self.docker.state("updated")["Pid"]
+        self.assertEqual(cgroup_file(pid, "memory", "memory.limit_in_bytes"), str(64 << 20))
+        self.assertEqual(cgroup_file(pid, "memory", "memory.memsw.limit_in_bytes"), str(128 << 20))
+        self.assertEqual(cgroup_file(pid, "cpu", "cpu.shares"), "512")
+        self.assertEqual(cgroup_file(pid, "cpuset", "cpuset.cpus"), "0")
+
+    def test_update_cpu_realtime(self):
+        """
+        `docker update --cpu-rt-runtime/--cpu-rt-period` reach the cgroup (#15 item 8: UpdateResource
+        fields 19 and 20, which Docker 17.0x sends).
+        """
+        if not os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"):
+            from twisted.trial.unittest import SkipTest
+
+            raise SkipTest("this kernel has no real-time group scheduling (cpu.rt_runtime_us)")
+        self.run_detached("realtime", "sleep", "1000", options=("--cpu-rt-runtime", "1000"))
+        pid = self.docker.state("realtime")["Pid"]
+        self.assertEqual(cgroup_file(pid, "cpu", "cpu.rt_runtime_us"), "1000")
+        self.docker.run("update", "--cpu-rt-period", "500000", "--cpu-rt-runtime", "3000", "realtime")
+        self.assertEqual((cgroup_file(pid, "cpu", "cpu.rt_period_us"), cgroup_file(pid, "cpu", "cpu.rt_runtime_us")),
+                         ("500000", "3000"))
 
     def test_restart_loop(self):
         """
