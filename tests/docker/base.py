@@ -79,6 +79,13 @@ class DockerTestCase(unittest.TestCase):
         return found[0]
 
 
+def resize(rows, cols):
+    """An action for L{run_on_pty}: the terminal is resized (its foreground process gets SIGWINCH)."""
+    def action(master):
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    return action
+
+
 class PtyResult:
     """A command run on a pty: C{rc} and everything it wrote (C{output}, bytes)."""
 
@@ -93,8 +100,8 @@ def run_on_pty(argv, env, interactions=(), rows=33, cols=101, timeout=120.0):
     """
     Run C{argv} with a fresh pty as its stdin, stdout and stderr (C{rows} x C{cols}), as a user at a terminal.
 
-    @param interactions: (expected bytes, bytes to type) pairs: each input is typed once its expected output
-        has been seen.
+    @param interactions: (expected bytes, action) pairs, each done once its expected output has been seen:
+        bytes are typed, a callable is called with the pty's master fd (see L{resize}).
     @return: a L{PtyResult} once the command has exited and its output is drained.
     """
     master, slave = pty.openpty()
@@ -110,7 +117,11 @@ def run_on_pty(argv, env, interactions=(), rows=33, cols=101, timeout=120.0):
     try:
         while True:
             if pending and pending[0][0] in output:
-                os.write(master, pending.pop(0)[1])
+                action = pending.pop(0)[1]
+                if callable(action):
+                    action(master)
+                else:
+                    os.write(master, action)
                 continue
             left = deadline - time.monotonic()
             if left <= 0:

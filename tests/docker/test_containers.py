@@ -7,7 +7,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.docker.base import DockerTestCase, run_on_pty
+from tests.docker.base import DockerTestCase, resize, run_on_pty
 from tests.docker.engine import IMAGE, poll
 from tests.support.processes import cgroup_file
 
@@ -75,20 +75,25 @@ class ContainerTests(DockerTestCase):
     def test_exec_it_pty(self):
         """
         `docker exec -it` from a terminal: the process gets a pty of the client's size, typed input
-        reaches it, its output comes back, and its exit status is the client's.
+        reaches it, a resize of the client's terminal reaches it, its output comes back, and its exit status
+        is the client's.
         """
         self.run_detached("pty-target", "sleep", "1000")
-        script = ("tty; for i in $(seq 200); do s=$(stty size 2>/dev/null); [ -n \"$s\" ] && "
-                  "[ \"$s\" != '0 0' ] && break; usleep 50000; done; "
-                  "echo size:$s; echo READY; read line; echo got:$line; exit 7")
+        script = ("tty; s=; for i in $(seq 200); do s=$(stty size 2>/dev/null); [ -n \"$s\" ] && "
+                  "[ \"$s\" != '0 0' ] && break; usleep 50000; done; echo size:$s; "
+                  "echo READY; read line; echo got:$line; "
+                  "for i in $(seq 200); do n=$(stty size 2>/dev/null); [ \"$n\" != \"$s\" ] && break; "
+                  "usleep 50000; done; echo resized:$n; exit 7")
         argv = [self.docker.docker_bin, "-H", "unix://" + self.docker.socket, "exec", "-it", "pty-target",
                 "sh", "-c", script]
-        result = run_on_pty(argv, self.docker.cli_env, [(b"READY", b"hello pty\r")], rows=33, cols=101)
+        result = run_on_pty(argv, self.docker.cli_env,
+                            [(b"READY", resize(40, 120)), (b"READY", b"hello pty\r")], rows=33, cols=101)
         text = result.output.decode(errors="replace")
         self.assertEqual(result.rc, 7, result)
         self.assertIn("/dev/pts/", text)
         self.assertIn("size:33 101", text)
         self.assertIn("got:hello pty", text)
+        self.assertIn("resized:40 120", text)
 
     def test_run_it_pty(self):
         """`docker run -it --rm` from a terminal: a pty inside, input in, status out."""
