@@ -191,7 +191,7 @@ def complete_process_id(ctx, param, incomplete):
     A C{shell_complete} callback: the process ids (C{init}, exec'd ones) of the container given on the
     command line, or of every container when none is given yet.
     """
-    container_id = ctx.params.get("container_id") or ""
+    container_id = ctx.params.get("container_id") or typed_params(ctx).get("container_id") or ""
     reply = quiet_state(ctx, container_id)
     if reply is None:
         return ["init"] if "init".startswith(incomplete) else []

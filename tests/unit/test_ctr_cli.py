@@ -98,6 +98,8 @@ class FakeAPI(containerd_pb2_grpc.APIServicer):
 
     def State(self, request, context):
         self._record("State", request, context)
+        if request.id and request.id not in [c.id for c in self.containers]:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"container {request.id} not found")
         return pb.StateResponse(containers=self.containers, machine=self.machine)
 
     def Signal(self, request, context):
@@ -400,6 +402,34 @@ class ContainersListTests(DaemonTestCase):
                 [(p["pid"], p["systemPid"], p["args"]) for p in web["processes"]],
                 [("init", 4242, ["nginx", "-g", "daemon off;"]), ("e1", 4300, ["top"])])
 
+    def test_filter(self):
+        """docker's --filter: label=KEY[=VALUE], status=, id=PREFIX; one key's values or'ed, keys and'ed."""
+        self.api.containers.append(_container("webcache", "/b/wc", labels=["app=cache"]))
+
+        def ids(*filters):
+            result = self.run_ctr("containers", "list", "-q", *[a for f in filters for a in ("--filter", f)])
+            self.assertOK(result)
+            return result.stdout.split()
+
+        self.assertEqual(ids("label=app=web"), ["web"])
+        self.assertEqual(ids("label=tier"), ["web"])
+        self.assertEqual(ids("label=app"), ["web", "webcache"])
+        self.assertEqual(ids("status=paused"), ["db"])
+        self.assertEqual(ids("id=web"), ["web", "webcache"])
+        self.assertEqual(ids("label=app=web", "label=app=cache"), ["web", "webcache"])
+        self.assertEqual(ids("id=web", "label=app=cache"), ["webcache"])
+        self.assertEqual(ids("status=stopped"), [])
+        result = self.run_ctr("containers", "-f", "status=paused", "-o", "json")
+        self.assertEqual([json.loads(line)["id"] for line in result.stdout.splitlines()], ["db"])
+
+    def test_badFilter(self):
+        for value, said in (("colour=red", "'colour=red' is not a filter"), ("status=gone", "unknown status 'gone'"),
+                            ("label", "'label' is not a filter"), ("label=", "'label=' is not a filter")):
+            result = self.run_ctr("containers", "list", "--filter", value)
+            self.assertEqual(result.exit_code, 2, value)
+            self.assertIn(said, result.stderr)
+            self.assertNotIn("Traceback", result.output)
+
     def test_noInit(self):
         self.api.containers = [_container("odd", "/b/odd", processes=[("e1", 5, ["x"])])]
         self.assertEqual(self.run_ctr("containers").stdout.splitlines()[1].split(), ["odd", "/b/odd", "running", "-"])
@@ -529,6 +559,51 @@ class EventsTests(DaemonTestCase):
         request = self.api.requests_of("Events")[0]
         self.assertEqual((request.timestamp.seconds, request.timestamp.nanos, request.id),
                          (1795957200, 250000000, "web"))
+
+
+class ParseTimestampTests(TestCase):
+    """--since: RFC 3339 as protobuf's Timestamp.FromJsonString reads it, or unix seconds, to the nanosecond."""
+
+    def test_forms(self):
+        from ctr.events import parse_timestamp
+
+        cases = {
+            "2026-11-29T13:00:00Z": (1795957200, 0),
+            "2026-11-29T13:00:00.5Z": (1795957200, 500000000),
+            "2026-11-29T14:00:00.123456789+01:00": (1795957200, 123456789),
+            "2026-11-29T12:30:00-00:30": (1795957200, 0),
+            "1795957200.000000042": (1795957200, 42),
+            "1795957200": (1795957200, 0),
+            "0": (0, 0),
+        }
+        for text, (seconds, nanos) in cases.items():
+            stamp = parse_timestamp(text)
+            self.assertEqual((stamp.seconds, stamp.nanos), (seconds, nanos), text)
+
+    def test_bad(self):
+        from ctr.events import parse_timestamp
+
+        for text in ("yesterday", "2026-13-01T00:00:00Z", "2026-11-29", "999999999999", "-5", ""):
+            self.assertRaises(ValueError, parse_timestamp, text)
+
+
+class WatchTests(DaemonTestCase):
+    def test_watchOneContainer(self):
+        """containers watch ID: new events of ID (no replay), then one line and status 1 when the stream ends."""
+        self.api.containers = [_container("web", "/b/web")]
+        self.api.live = [make_event("exit", "web", status=137, seconds=1795957201, nanos=5)]
+        self.api.end_after_live = True
+        result = self.run_ctr("containers", "watch", "-o", "json", "web")
+        self.assertEqual([json.loads(line)["status"] for line in result.stdout.splitlines()], [137])
+        self.assertEqual(result.exit_code, 1)
+        self.assertTrue(result.stderr.startswith("ctr: the event stream ended"), result.stderr)
+        request = self.api.requests_of("Events")[0]
+        self.assertEqual((request.id, request.HasField("timestamp")), ("web", False))
+
+    def test_unknown(self):
+        result = self.run_ctr("containers", "watch", "ghost")
+        self.assertEqual((result.exit_code, result.stdout), (1, ""))
+        self.assertIn("ghost", result.stderr)
 
 
 class _InterruptedStream:

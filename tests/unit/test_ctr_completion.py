@@ -94,6 +94,22 @@ class ContainerIdTests(DaemonTestCase):
         self.assertEqual(items, ["plain,create", "plain,delete", "plain,list", "plain,db", "plain,web",
                                  "plain,worker"])
 
+    def test_processIds(self):
+        """-p completes the process ids of the container given, or of every container before one is."""
+        self.api.containers = [
+            _container("web", "/b/web", processes=[("init", 1, ["sh"]), ("worker", 2, ["top"])]),
+            _container("db", "/b/db", processes=[("init", 3, ["pg"]), ("backup", 4, ["tar"])]),
+        ]
+        self.assertEqual(complete(self.words("containers kill web -p ")), (0, ["plain,init", "plain,worker"]))
+        self.assertEqual(complete(self.words("containers wait db -p b")), (0, ["plain,backup"]))
+        self.assertEqual(complete(self.words("containers kill -p ")),
+                         (0, ["plain,backup", "plain,init", "plain,worker"]))
+
+    def test_execContainerArgument(self):
+        """exec's first argument is the container (without --id); the command after it is not completed."""
+        self.assertEqual(complete(self.words("containers exec w")), (0, ["plain,web", "plain,worker"]))
+        self.assertEqual(complete(self.words("containers exec --id web l")), (0, []))
+
     def test_checkpointNames(self):
         self.api.checkpoints["web"] = [pb.Checkpoint(name="snap"), pb.Checkpoint(name="second"),
                                        pb.Checkpoint(name="other")]
@@ -115,6 +131,31 @@ class ContainerIdTests(DaemonTestCase):
     def test_quietOnDaemonError(self):
         self.api.fail = (grpc.StatusCode.UNAVAILABLE, "down")  # any error: nothing, exit 0
         self.assertEqual(complete(self.words("containers kill ")), (0, []))
+
+
+class LocalCompletionTests(TestCase):
+    """Tabs answered without the daemon: signal names, filters, checkpoints of a bundle."""
+
+    def test_signalNames(self):
+        self.assertEqual(complete("ctr containers kill -s KI"), (0, ["plain,KILL"]))
+        self.assertEqual(complete("ctr containers kill -s SIGU"),
+                         (0, ["plain,SIGUSR1", "plain,SIGUSR2", "plain,SIGURG"]))  # in signal number order
+        self.assertEqual(complete("ctr containers kill -s sigk"), (0, ["plain,sigkill"]))
+        code, items = complete("ctr containers kill -s ")
+        self.assertEqual(code, 0)
+        self.assertIn("plain,TERM", items)
+        self.assertIn("plain,HUP", items)
+
+    def test_startCheckpointFromBundle(self):
+        bundle = tempfile.mkdtemp(prefix="ctr-bundle-")
+        self.addCleanup(shutil.rmtree, bundle)
+        for name in ("snap", "second", "other"):
+            os.makedirs(os.path.join(bundle, "checkpoints", name))
+        with open(os.path.join(bundle, "checkpoints", "stray-file"), "w"):
+            pass
+        self.assertEqual(complete(f"ctr containers start web {bundle} -c s"), (0, ["plain,second", "plain,snap"]))
+        directory = os.path.join(bundle, "checkpoints")
+        self.assertEqual(complete(f"ctr containers start --checkpoint-dir {directory} -c o"), (0, ["plain,other"]))
 
 
 class NoDaemonTests(TestCase):

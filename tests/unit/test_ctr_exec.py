@@ -89,6 +89,30 @@ class ExecRequestTests(DaemonTestCase):
                          (1, "", "ctr: container web is paused: cannot exec into it\n"))
 
 
+class ExecIdArgumentTests(DaemonTestCase):
+    """`exec ID -- ARGS` (docker's order) sends the same request as containerd 0.2's `exec --id ID -- ARGS`."""
+
+    def setUp(self):
+        super().setUp()
+        self.api.containers = [_container("web", "/nonexistent/bundle")]
+
+    def test_sameRequest(self):
+        forms = [
+            ["--id", "web", "--pid", "p", "-u", "5", "-g", "6", "--", "ls", "-l"],
+            ["--pid", "p", "-u", "5", "-g", "6", "web", "--", "ls", "-l"],
+            ["--pid", "p", "--uid", "5", "--gid", "6", "web", "ls", "-l"],
+            ["--pid", "p", "-u", "5", "-g", "6", "--", "web", "ls", "-l"],
+        ]
+        for args in forms:
+            self.assertOK(self.run_ctr("containers", "exec", *args))
+        expected = pb.AddProcessRequest(id="web", pid="p", args=["ls", "-l"], user=pb.User(uid=5, gid=6))
+        self.assertEqual(self.api.requests_of("AddProcess"), [expected] * len(forms))
+
+    def test_commandMayLookLikeAnOption(self):
+        self.assertOK(self.run_ctr("containers", "exec", "--pid", "p", "web", "--", "ls", "--", "-x"))
+        self.assertEqual(list(self.api.requests_of("AddProcess")[0].args), ["ls", "--", "-x"])
+
+
 class ExecUsageTests(TestCase):
     def assertUsage(self, args, fragment):
         result = invoke(["--address", "/nonexistent/ctr.sock", "containers", "exec"] + args)

@@ -60,5 +60,31 @@ class ParseDurationTests(TestCase):
             self.assertAlmostEqual(output.parse_duration(text), expected, msg=text)
 
     def test_bad(self):
-        for text in ("", "soon", "-1s", "-3", "5x", "s", "nan", "inf", "1m-1s"):
+        for text in ("", "soon", "-1s", "-3", "5x", "s", "nan", "inf", "1m-1s", "1e400"):
             self.assertRaises(ValueError, output.parse_duration, text)
+
+    def test_sharedWithTheDaemon(self):
+        """ctr's durations are the daemon's (one parser), plus bare seconds; Go forms agree."""
+        from containerd_tx import durations
+
+        for text in ("5s", "1m30s", "250ms", "1h", "+5s", ".5s", "100us", "0"):
+            self.assertEqual(output.parse_duration(text), durations.parse_duration(text), text)
+        self.assertRaises(ValueError, durations.parse_duration, "2.5")  # the daemon's flags need units
+        self.assertEqual(durations.parse_duration("2.5", bare_seconds=True), 2.5)
+
+
+class StreamTableGrowthTests(TestCase):
+    def test_widerValueWidensLaterRows(self):
+        """A value wider than its column pushes its row, and the rows after it line up with it."""
+        table = output.StreamTable(["ID", "PID"], [4, 3])
+        self.assertEqual(table.format(["a-long-id", "init"]), "a-long-id   init")
+        self.assertEqual(table.format(["b", "ps"]), "b           ps")
+
+
+class LimitTests(TestCase):
+    def test_unlimited(self):
+        v1_unlimited = 9223372036854771712
+        self.assertEqual([output.limit_or_none(v) for v in (0, v1_unlimited, 2 ** 64 - 1, 64 << 20)],
+                         [None, None, None, 64 << 20])
+        self.assertEqual([output.human_limit(v) for v in (0, v1_unlimited, 64 << 20)],
+                         ["unlimited", "unlimited", "64 MiB"])

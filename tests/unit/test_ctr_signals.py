@@ -25,3 +25,16 @@ class ParseSignalTests(TestCase):
     def test_bad(self):
         for text in ("BOGUS", "SIG", "", "0", "65", "-9", "9x", "SIG_DFL"):
             self.assertRaises(ValueError, parse_signal, text)
+
+
+class CompleteSignalTests(TestCase):
+    def test_asBegun(self):
+        from ctr.signals import complete_signal, signal_names
+
+        self.assertEqual(signal_names()[:3], ["HUP", "INT", "QUIT"])
+        self.assertIn("ABRT", signal_names())
+        self.assertNotIn("RTMIN", signal_names())
+        self.assertEqual(complete_signal("TE"), ["TERM"])
+        self.assertEqual(complete_signal("SIGTE"), ["SIGTERM"])
+        self.assertEqual(complete_signal("te"), ["term"])
+        self.assertEqual(complete_signal("X"), ["XCPU", "XFSZ"])

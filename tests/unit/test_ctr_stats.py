@@ -5,12 +5,14 @@ lines, streaming and redrawing, against the fake daemon of L{tests.unit.test_ctr
 
 import json
 
+import grpc
+
 from twisted.trial.unittest import TestCase
 
 from containerd_tx.api import containerd_pb2 as pb
 from ctr import output
 from ctr import stats as ctr_stats
-from tests.unit.test_ctr_cli import DaemonTestCase
+from tests.unit.test_ctr_cli import DaemonTestCase, _container
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -139,6 +141,51 @@ class StatsCommandTests(DaemonTestCase):
         self.assertOK(result)
         self.assertEqual(result.stdout.splitlines(), WEB_LINES)
         self.assertEqual(self.api.requests_of("Stats"), [pb.StatsRequest(id="web")] * 2)
+
+    def test_everyRunningContainer(self):
+        """No ids: every running container (paused and stopped ones left out), one frame with --no-stream."""
+        self.api.containers = [_container("web", "/b/web"), _container("db", "/b/db"),
+                               _container("frozen", "/b/f", status="paused")]
+        self.api.stats["web"] = [FIRST, SECOND]
+        self.api.stats["db"] = [FIRST, SECOND]
+        result = self.run_ctr("containers", "stats", "--no-stream", "-o", "json")
+        self.assertOK(result)
+        self.assertEqual([json.loads(line)["id"] for line in result.stdout.splitlines()], ["db", "web"])
+        self.assertNotIn(pb.StatsRequest(id="frozen"), self.api.requests_of("Stats"))
+
+    def test_everyRunningNoneRunning(self):
+        """No ids and nothing running: the table's header alone (docker's empty stats), status 0."""
+        result = self.run_ctr("containers", "stats", "--no-stream")
+        self.assertOK(result)
+        self.assertEqual(result.stdout.splitlines(), [WEB_LINES[0].split("   ")[0] + "   " + "   ".join(
+            ctr_stats.HEADERS[1:])])
+
+    def test_everyRunningFollowsStarts(self):
+        """Streaming without ids: a container that starts joins from its second sample, one that stops leaves."""
+        running = [["web"], ["web", "db"], ["db"], []]
+        states, printed = [], []
+
+        class Stub:
+            def State(self, request):
+                states.append(request)
+                listed = running[min(len(states) - 1, len(running) - 1)]
+                return pb.StateResponse(containers=[_container(i, "/b/" + i) for i in listed])
+
+            def Stats(self, request):
+                return {"web": SECOND, "db": SECOND}[request.id]
+
+        class Stop(Exception):
+            pass
+
+        def sleep(seconds):
+            if len(states) >= len(running):
+                raise Stop()
+
+        self.patch(output, "print_json", printed.append)
+        self.assertRaises(Stop, ctr_stats.watch, Stub(), [], stream=True, fmt="json", sleep=sleep)
+        # frame 1: web (db only sampled once); frame 2: db (web stopped); frame 3: nothing, and it goes on
+        self.assertEqual([s["id"] for s in printed], ["web", "db"])
+        self.assertEqual(len(states), len(running))
 
     def test_severalContainers(self):
         self.api.stats["web"] = [FIRST, SECOND]
