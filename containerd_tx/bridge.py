@@ -3,7 +3,8 @@
 The only door between grpcio's worker threads and the reactor thread.
 
 gRPC handlers call L{ReactorBridge.call} to run work in the reactor and wait for its result; errors come back
-as L{containerd_tx.errors.ContainerdError}s, which L{ReactorBridge.abort_with} turns into status codes.
+as L{containerd_tx.errors.ContainerdError}s (which the API layer turns into status codes, see
+L{containerd_tx.api_status}).
 Streams are fed from the reactor through L{StreamFeed}, a bounded hand-off that never blocks the reactor.
 """
 
@@ -12,15 +13,10 @@ import queue
 import threading
 import time
 
-import grpc
 from twisted.internet.defer import ensureDeferred, maybeDeferred
-from twisted.logger import Logger
 from twisted.python import threadable
-from twisted.python.failure import Failure
 
-from containerd_tx.errors import ContainerdError, ResourceExhausted, Unavailable
-
-log = Logger()
+from containerd_tx.errors import ResourceExhausted, Unavailable
 
 _END = object()
 _OVERFLOW = object()
@@ -88,22 +84,6 @@ class ReactorBridge:
         if hasattr(result, "raiseException") and hasattr(result, "value"):
             result.raiseException()
         return result
-
-    @staticmethod
-    def abort_with(context, error):
-        """
-        End a gRPC call with the status code and one-line message of C{error}.
-
-        Unexpected exceptions become INTERNAL with their one-line text (and a logged traceback), never a
-        traceback on the wire.
-        """
-        if isinstance(error, ContainerdError):
-            context.abort(error.code, error.message)
-        # Failure(error), not Failure(): callers may be outside their except block, where there is no current
-        # exception (Failure() would raise NoCurrentExceptionError instead of aborting the call).
-        log.failure("unexpected error in an API call", failure=Failure(error))
-        text = " ".join(str(error).split()) or type(error).__name__
-        context.abort(grpc.StatusCode.INTERNAL, f"internal error: {text}")
 
 
 def _call_maybe_coroutine(fn, args, kwargs):

@@ -6,7 +6,7 @@ small files. A missing file or an unreadable value counts as zero (or empty), ne
 container whose cgroup lacks a controller still gets the rest.
 
 L{read_stats} returns plain data shaped like the wire contract's C{StatsResponse} (field names as in the
-proto); L{stats_to_proto} converts that to the generated message.
+proto); L{containerd_tx.api_convert.stats_to_proto} converts that to the generated message.
 
 Cgroup v1 (one directory per controller) follows runc's libcontainer: C{cpuacct.*} for usage,
 C{cpu.stat} for throttling, C{memory.*}, C{memory.memsw.*} (swap_usage) and C{memory.kmem.*}
@@ -25,8 +25,6 @@ as Docker and containerd 0.2 computed it), so clients can derive CPU percentages
 
 import os
 import time
-
-from containerd_tx.api import containerd_pb2 as pb
 
 V2 = "unified"
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "hugetlb")
@@ -408,61 +406,3 @@ def read_stats(cgroups, pid, proc="/proc", now_ns=None, include_loopback=True):
         "timestamp": time.time_ns() if now_ns is None else now_ns,
     }
 
-
-def _clamp(value):
-    """uint64 fields: negative or oversized values (never expected) are clamped rather than raising."""
-    return min(max(int(value), 0), UNLIMITED)
-
-
-def _memory_data_proto(data):
-    return pb.MemoryData(**{field: _clamp(data.get(field, 0)) for field in MEMORY_DATA_FIELDS})
-
-
-def stats_to_proto(stats):
-    """
-    The L{pb.StatsResponse} for a dict from L{read_stats}.
-    """
-    cgroup = stats["cgroup_stats"]
-    cpu = cgroup["cpu_stats"]
-    usage = cpu["cpu_usage"]
-    throttling = cpu["throttling_data"]
-    memory = cgroup["memory_stats"]
-    response = pb.StatsResponse(
-        network_stats=[pb.NetworkStats(name=net["name"], **{field: _clamp(net[field]) for field in NET_FIELDS})
-                       for net in stats["network_stats"]],
-        cgroup_stats=pb.CgroupStats(
-            cpu_stats=pb.CpuStats(
-                cpu_usage=pb.CpuUsage(
-                    total_usage=_clamp(usage["total_usage"]),
-                    percpu_usage=[_clamp(value) for value in usage["percpu_usage"]],
-                    usage_in_kernelmode=_clamp(usage["usage_in_kernelmode"]),
-                    usage_in_usermode=_clamp(usage["usage_in_usermode"]),
-                ),
-                throttling_data=pb.ThrottlingData(
-                    periods=_clamp(throttling["periods"]),
-                    throttled_periods=_clamp(throttling["throttled_periods"]),
-                    throttled_time=_clamp(throttling["throttled_time"]),
-                ),
-                system_usage=_clamp(cpu["system_usage"]),
-            ),
-            memory_stats=pb.MemoryStats(
-                cache=_clamp(memory["cache"]),
-                usage=_memory_data_proto(memory["usage"]),
-                swap_usage=_memory_data_proto(memory["swap_usage"]),
-                kernel_usage=_memory_data_proto(memory["kernel_usage"]),
-                stats={key: _clamp(value) for key, value in memory["stats"].items()},
-            ),
-            blkio_stats=pb.BlkioStats(**{
-                field: [pb.BlkioStatsEntry(major=_clamp(e["major"]), minor=_clamp(e["minor"]), op=e["op"],
-                                           value=_clamp(e["value"]))
-                        for e in cgroup["blkio_stats"][field]]
-                for field in BLKIO_FIELDS
-            }),
-            hugetlb_stats={size: pb.HugetlbStats(**{field: _clamp(h[field]) for field in HUGETLB_FIELDS})
-                           for size, h in cgroup["hugetlb_stats"].items()},
-            pids_stats=pb.PidsStats(current=_clamp(cgroup["pids_stats"]["current"]),
-                                    limit=_clamp(cgroup["pids_stats"]["limit"])),
-        ),
-    )
-    response.timestamp.FromNanoseconds(int(stats["timestamp"]))
-    return response

@@ -1,9 +1,12 @@
 # -*- test-case-name: tests.unit.test_validation -*-
 """
-Checks on client input that need no daemon state: ids, bundles, stdio paths, signals.
+Every check on client input that needs no daemon state: ids, bundles, stdio paths, signals, sizes, and for
+each API request the checks of its fields, in the order the wire contract's messages promise (the first
+failing check names the problem).
 
 They run in the gRPC thread before any work reaches the supervisor, and raise
-L{containerd_tx.errors.InvalidArgument} with a one-line message.
+L{containerd_tx.errors.InvalidArgument} with a one-line message. They read the fields of a request message and
+never build one (conversions are L{containerd_tx.api_convert}'s).
 """
 
 import json
@@ -13,9 +16,19 @@ import signal as signal_module
 import stat
 
 from containerd_tx.errors import InvalidArgument
+from containerd_tx.model import PAUSED, RUNNING
 
 _ID = re.compile(r"[A-Za-z0-9_.+-]{1,128}")
 MAX_SIGNAL = signal_module.SIGRTMAX
+MAX_LABELS = 1024
+MAX_LABEL_LENGTH = 4096
+MAX_RUNTIME_ARGS = 64
+#: All labels of one container together, in bytes: 256 of them at the 4096-byte limit, or 1000 of 100 bytes.
+MAX_LABEL_BYTES = 256 * 1024
+#: The namespaces a checkpoint may leave empty.
+NAMESPACES = ("network", "pid", "ipc", "uts", "mount", "user", "cgroup")
+#: Terminal sizes above this are refused.
+MAX_TERMINAL_SIZE = 65535
 
 
 def validate_id(value, what="container id"):
@@ -208,3 +221,157 @@ def validate_signal(number):
     if not 1 <= number <= MAX_SIGNAL:
         raise InvalidArgument(f"invalid signal {number}: must be between 1 and {int(MAX_SIGNAL)}")
     return int(number)
+
+
+def check_dir(path, name):
+    """Check an optional folder path (checkpointDir): empty, or absolute without NUL, at most 4096 bytes."""
+    if path and (not path.startswith("/") or "\0" in path or len(path) > 4096):
+        raise InvalidArgument(f"{name} {path!r} must be an absolute path")
+    return path
+
+
+def check_strings(values, name, max_count, max_length):
+    """Check a list of strings: at most C{max_count}, each at most C{max_length} long and without NUL."""
+    if len(values) > max_count:
+        raise InvalidArgument(f"too many {name}: {len(values)} (at most {max_count})")
+    for value in values:
+        if len(value) > max_length or "\0" in value:
+            raise InvalidArgument(f"invalid entry in {name}: too long or contains NUL")
+    return values
+
+
+def _stdio(request):
+    return (
+        validate_stdio_path(request.stdin, "stdin") or "",
+        validate_stdio_path(request.stdout, "stdout") or "",
+        validate_stdio_path(request.stderr, "stderr") or "",
+    )
+
+
+# The API's requests, one function each.
+
+
+def check_create_container(request):
+    """
+    Check a CreateContainerRequest.
+
+    @return: (the bundle's parsed config.json, the (stdin, stdout, stderr) paths with "" for /dev/null).
+    """
+    validate_id(request.id)
+    if request.checkpoint:
+        validate_id(request.checkpoint, "checkpoint name")
+    check_dir(request.checkpointDir, "checkpointDir")
+    config = load_bundle_config(request.bundlePath)
+    stdio = _stdio(request)
+    check_strings(request.labels, "labels", MAX_LABELS, MAX_LABEL_LENGTH)
+    label_bytes = sum(len(label.encode()) for label in request.labels)
+    if label_bytes > MAX_LABEL_BYTES:
+        raise InvalidArgument(f"labels too large: {label_bytes} bytes in all (at most {MAX_LABEL_BYTES} per "
+                              f"container, so that State answers clients with grpc's default 4 MiB limit)")
+    terminal = config["process"].get("terminal") is True
+    if terminal and stdio[0]:
+        validate_terminal_stdin(stdio[0])
+    check_strings(request.runtimeArgs, "runtimeArgs", MAX_RUNTIME_ARGS, MAX_LABEL_LENGTH)
+    if request.runtime and ("\0" in request.runtime or len(request.runtime) > 4096):
+        raise InvalidArgument("invalid runtime name")
+    return config, stdio
+
+
+def check_signal(request):
+    """Check a SignalRequest; the signal number."""
+    validate_id(request.id)
+    validate_id(request.pid or "", "process id")
+    return validate_signal(request.signal)
+
+
+def check_state(request):
+    """Check a StateRequest (an empty id lists every container)."""
+    if request.id:
+        validate_id(request.id)
+
+
+def check_add_process(request):
+    """
+    Check an AddProcessRequest.
+
+    @return: the (stdin, stdout, stderr) paths, "" for /dev/null.
+    """
+    validate_id(request.id)
+    validate_id(request.pid, "process id")
+    if not request.args:
+        raise InvalidArgument("args must not be empty")
+    for name, values in (("args", request.args), ("env", request.env),
+                         ("capabilities", request.capabilities)):
+        check_strings(values, name, MAX_LABELS, MAX_LABEL_LENGTH)
+    if request.terminal and request.stdin:
+        validate_terminal_stdin(request.stdin)
+    return _stdio(request)
+
+
+def check_update_process(request):
+    """Check an UpdateProcessRequest."""
+    validate_id(request.id)
+    validate_id(request.pid, "process id")
+    if bool(request.width) != bool(request.height):
+        raise InvalidArgument("width and height must be given together")
+    if request.width > MAX_TERMINAL_SIZE or request.height > MAX_TERMINAL_SIZE:
+        raise InvalidArgument(f"width and height must be at most {MAX_TERMINAL_SIZE}")
+
+
+def check_update_container(request):
+    """Check the ids of an UpdateContainerRequest (its resources are checked as they are converted)."""
+    validate_id(request.id)
+    if request.pid and request.pid != "init":
+        validate_id(request.pid, "process id")
+
+
+def check_update(status, resources):
+    """
+    Check what an UpdateContainerRequest asks for, once its resources are converted.
+
+    @param resources: the OCI LinuxResources dict, or None without resources.
+    """
+    if not status and resources is None:
+        raise InvalidArgument("nothing to update: give a status or resources")
+    if status and status not in (PAUSED, RUNNING):
+        raise InvalidArgument(f"invalid status {status!r}: use \"paused\" or \"running\"")
+
+
+def check_create_checkpoint(request):
+    """Check a CreateCheckpointRequest."""
+    validate_id(request.id)
+    validate_id(request.checkpoint.name, "checkpoint name")
+    check_dir(request.checkpointDir, "checkpointDir")
+    for namespace in request.checkpoint.emptyNS:
+        if namespace not in NAMESPACES:
+            raise InvalidArgument(f"invalid emptyNS entry {namespace!r}: use one of {', '.join(NAMESPACES)}")
+
+
+def check_list_checkpoint(request):
+    """Check a ListCheckpointRequest."""
+    validate_id(request.id)
+    check_dir(request.checkpointDir, "checkpointDir")
+
+
+def check_delete_checkpoint(request):
+    """Check a DeleteCheckpointRequest."""
+    validate_id(request.id)
+    validate_id(request.name, "checkpoint name")
+    check_dir(request.checkpointDir, "checkpointDir")
+
+
+def check_stats(request):
+    """Check a StatsRequest."""
+    validate_id(request.id)
+
+
+def check_events(request, since):
+    """
+    Check an EventsRequest.
+
+    @param since: its timestamp in nanoseconds, or None without one.
+    """
+    if request.storedOnly and since is None:
+        raise InvalidArgument("storedOnly needs a timestamp")
+    if request.id:
+        validate_id(request.id)

@@ -1,5 +1,6 @@
 """
-Tests for L{containerd_tx.api_convert}: plain objects to and from the wire contract's messages.
+Tests for L{containerd_tx.api_convert}: plain objects to and from the wire contract's messages (stats samples
+in L{tests.unit.test_stats}, State trimming and resources in L{tests.unit.test_dropin_units}).
 """
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -7,14 +8,21 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api_convert import (
+    TRUNCATED_LABEL,
+    checkpoint_options_from_proto,
+    checkpoint_to_proto,
     container_to_proto,
+    create_request_from_proto,
     event_to_proto,
+    exec_request_from_proto,
     ns_from_timestamp,
     process_to_proto,
+    state_to_proto,
     timestamp_from_ns,
 )
 from containerd_tx.events import EXIT, Event
 from containerd_tx.model import INIT, RUNNING, Container, Process, User
+from containerd_tx.supervisor import CreateRequest, ExecRequest, Machine
 
 
 def _init():
@@ -201,3 +209,52 @@ class EventTests(SynchronousTestCase):
         sent = event_to_proto(event).timestamp
         request_timestamp = pb.EventsRequest(timestamp=sent).timestamp
         self.assertEqual(ns_from_timestamp(request_timestamp), event.timestamp_ns)
+
+
+class RequestTests(SynchronousTestCase):
+    """
+    Requests become the supervisor's plain request objects, field by field.
+    """
+
+    def test_create(self):
+        request = pb.CreateContainerRequest(id="web", bundlePath="/b", labels=["a=b"], runtime="crun",
+                                            runtimeArgs=["--debug"], noPivotRoot=True, checkpoint="c1",
+                                            checkpointDir="/cp")
+        create = create_request_from_proto(request, {"process": {}}, ("", "/o", ""))
+        self.assertEqual(create, CreateRequest(id="web", bundle="/b", config={"process": {}}, stdio=("", "/o", ""),
+                                               labels=["a=b"], runtime="crun", runtime_args=["--debug"],
+                                               no_pivot_root=True, checkpoint="c1", checkpoint_dir="/cp"))
+
+    def test_exec(self):
+        request = pb.AddProcessRequest(
+            id="web", pid="p1", args=["sh"], env=["A=b"], cwd="/srv", terminal=True,
+            user=pb.User(uid=1, gid=2, additionalGids=[3]), capabilities=["CAP_KILL"], noNewPrivileges=True,
+            rlimits=[pb.Rlimit(type="RLIMIT_NOFILE", soft=1, hard=2)], apparmorProfile="ap", selinuxLabel="se")
+        self.assertEqual(exec_request_from_proto(request, ("/i", "", "")), ExecRequest(
+            container_id="web", process_id="p1", args=["sh"], env=["A=b"], cwd="/srv", terminal=True, uid=1,
+            gid=2, additional_gids=[3], capabilities=["CAP_KILL"], no_new_privileges=True,
+            rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2}], apparmor_profile="ap",
+            selinux_label="se", stdio=("/i", "", "")))
+
+    def test_checkpoint_options(self):
+        checkpoint = pb.Checkpoint(name="c", exit=True, tcp=True, unixSockets=True, shell=True, emptyNS=["network"])
+        options = checkpoint_options_from_proto(checkpoint)
+        self.assertEqual(options, {"name": "c", "exit": True, "tcp": True, "unix_sockets": True, "shell": True,
+                                   "empty_ns": ["network"]})
+        self.assertEqual(checkpoint_to_proto(dict(options, timestamp=1.5)), checkpoint)
+        self.assertEqual(checkpoint_to_proto({}), pb.Checkpoint())
+
+
+class StateTests(SynchronousTestCase):
+    """
+    A listing becomes a StateResponse with the machine, trimmed to the limit.
+    """
+
+    def test_state(self):
+        container = Container(id="c1", bundle="/b", runtime="runc", status=RUNNING, labels=["x" * 100],
+                              processes={INIT: _init()})
+        response = state_to_proto([(container, [4242])], Machine(cpus=2, memory=1024), 1 << 20)
+        self.assertEqual((response.machine.cpus, response.machine.memory), (2, 1024))
+        self.assertEqual(response.containers[0], container_to_proto(container, [4242]))
+        trimmed = state_to_proto([(container, [4242])], Machine(cpus=2, memory=1024), 100)
+        self.assertEqual(list(trimmed.containers[0].labels), [TRUNCATED_LABEL])

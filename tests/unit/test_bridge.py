@@ -7,7 +7,6 @@ which thread runs what.
 
 import threading
 
-import grpc
 from twisted.internet import defer, reactor, threads
 from twisted.internet.task import deferLater
 from twisted.python import threadable
@@ -16,17 +15,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from containerd_tx import errors
 from containerd_tx.bridge import ReactorBridge, StreamFeed
 
-ERROR_CODES = [
-    (errors.ContainerdError, grpc.StatusCode.UNKNOWN),
-    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (errors.RuntimeFailure, grpc.StatusCode.INTERNAL),
-]
 
 
 class Aborted(Exception):
@@ -184,7 +172,7 @@ class ReactorBridgeCallTests(InReactorTestCase):
     @defer.inlineCallbacks
     def test_unexpected_errors_reraised(self):
         """
-        Other exceptions reach the caller too (abort_with turns them into INTERNAL).
+        Other exceptions reach the caller too (the API layer turns them into INTERNAL).
         """
 
         def raises():
@@ -222,61 +210,6 @@ class ReactorBridgeCallTests(InReactorTestCase):
         """
         bridge = ReactorBridge(RecordingReactor(), timeout=0.05)
         yield self.assertFailure(threads.deferToThread(bridge.call, lambda: 1), errors.Unavailable)
-
-
-class AbortWithTests(SynchronousTestCase):
-    """
-    L{ReactorBridge.abort_with} turns errors into status codes with one-line messages.
-    """
-
-    def test_containerd_errors(self):
-        """
-        Each ContainerdError subclass ends the call with its own status code and its message.
-        """
-        for error_type, code in ERROR_CODES:
-            context = FakeContext()
-            with self.assertRaises(Aborted):
-                ReactorBridge.abort_with(context, error_type("it went\nwrong  here"))
-            self.assertEqual(context.aborts, [(code, "it went wrong here")], error_type)
-        self.assertEqual(self.flushLoggedErrors(), [])
-
-    def test_unexpected_error(self):
-        """
-        An unexpected exception ends the call with INTERNAL and its one-line text (the traceback is logged,
-        not sent), also when called after the except block that caught it, as the API handlers do.
-        """
-        try:
-            {}["missing"]
-        except KeyError as e:
-            error = e
-        context = FakeContext()
-        with self.assertRaises(Aborted):
-            ReactorBridge.abort_with(context, error)
-        self.assertEqual(context.aborts, [(grpc.StatusCode.INTERNAL, "internal error: 'missing'")])
-        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
-
-    def test_unexpected_error_inside_except(self):
-        """
-        Inside the except block it works the same.
-        """
-        context = FakeContext()
-        try:
-            raise ValueError("bad\nvalue\n")
-        except ValueError as e:
-            with self.assertRaises(Aborted):
-                ReactorBridge.abort_with(context, e)
-        self.assertEqual(context.aborts, [(grpc.StatusCode.INTERNAL, "internal error: bad value")])
-        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
-
-    def test_unexpected_error_without_text(self):
-        """
-        An exception without text is named by its type.
-        """
-        context = FakeContext()
-        with self.assertRaises(Aborted):
-            ReactorBridge.abort_with(context, ZeroDivisionError())
-        self.assertEqual(context.aborts, [(grpc.StatusCode.INTERNAL, "internal error: ZeroDivisionError")])
-        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
 
 def _consume(feed, context, poll=0.01):

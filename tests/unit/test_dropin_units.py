@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from containerd_tx import revision as revision_module
 from containerd_tx.api import containerd_pb2 as pb
-from containerd_tx.api_service import STATE_LIMIT, TRUNCATED_LABEL, _resource_fields, fit_state
+from containerd_tx.api_convert import TRUNCATED_LABEL, fit_state, resources_from_proto
+from containerd_tx.api_service import STATE_LIMIT
 from containerd_tx.bridge import StreamFeed
 from containerd_tx.errors import InvalidArgument, Unavailable
 from containerd_tx.options import DaemonOptions
@@ -61,12 +62,12 @@ class RealtimeResourcesTests(SynchronousTestCase):
         message = pb.UpdateResource(cpuRealtimePeriod=1000000, cpuRealtimeRuntime=950000)
         self.assertEqual(pb.UpdateResource.DESCRIPTOR.fields_by_name["cpuRealtimePeriod"].number, 19)
         self.assertEqual(pb.UpdateResource.DESCRIPTOR.fields_by_name["cpuRealtimeRuntime"].number, 20)
-        resources = linux_resources(_resource_fields(message))
+        resources = linux_resources(resources_from_proto(message))
         self.assertEqual(resources, {"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 950000}})
 
     def test_runtime_above_period(self):
         message = pb.UpdateResource(cpuRealtimePeriod=100000, cpuRealtimeRuntime=200000)
-        self.assertRaises(InvalidArgument, linux_resources, _resource_fields(message))
+        self.assertRaises(InvalidArgument, linux_resources, resources_from_proto(message))
 
 
 class RevisionTests(SynchronousTestCase):

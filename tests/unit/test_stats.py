@@ -8,6 +8,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from containerd_tx import stats
+from containerd_tx.api_convert import stats_to_proto
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.cgroups import mount_points, process_cgroups
 
@@ -268,7 +269,7 @@ class ProtoTests(SynchronousTestCase):
         cgroups = {name: tree.path("v1", name) for name in ("cpu", "cpuacct", "memory", "blkio", "hugetlb",
                                                              "pids")}
         sample = stats.read_stats(cgroups, 42, proc=tree.proc(), now_ns=1_700_000_000_123_456_789)
-        message = stats.stats_to_proto(sample)
+        message = stats_to_proto(sample)
         self.assertIsInstance(message, pb.StatsResponse)
         self.assertEqual(message.timestamp.seconds, 1_700_000_000)
         self.assertEqual(message.timestamp.nanos, 123_456_789)
@@ -296,7 +297,7 @@ class ProtoTests(SynchronousTestCase):
     def test_v2_unlimited_fits_uint64(self):
         tree = FakeTree(self)
         tree.write(V2_FILES, "v2")
-        message = stats.stats_to_proto(stats.read_stats({"unified": tree.path("v2")}, None))
+        message = stats_to_proto(stats.read_stats({"unified": tree.path("v2")}, None))
         self.assertEqual(message.cgroup_stats.memory_stats.usage.limit, 2 ** 64 - 1)
         self.assertEqual(message.cgroup_stats.memory_stats.swap_usage.limit, 2 ** 64 - 1)
 
@@ -310,7 +311,7 @@ class HostTests(SynchronousTestCase):
         except OSError as error:  # pragma: no cover
             raise self.skipTest(f"cannot read this process's cgroups: {error}")
         sample = stats.read_stats(cgroups, os.getpid())
-        stats.stats_to_proto(sample)
+        stats_to_proto(sample)
         self.assertGreater(sample["cgroup_stats"]["cpu_stats"]["system_usage"], 0)
         self.assertGreater(sample["cgroup_stats"]["memory_stats"]["usage"]["usage"]
                            + sample["cgroup_stats"]["cpu_stats"]["cpu_usage"]["total_usage"], 0)

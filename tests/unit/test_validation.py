@@ -1,5 +1,6 @@
 """
-Tests for L{containerd_tx.validation}: ids, bundles, stdio paths and signals, checked before any work starts.
+Tests for L{containerd_tx.validation}: ids, bundles, stdio paths and signals, and each API request's checks,
+done before any work starts.
 """
 
 import json
@@ -9,6 +10,8 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from containerd_tx import validation
+from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.errors import InvalidArgument
 from containerd_tx.validation import (
     load_bundle_config,
@@ -394,3 +397,135 @@ class SignalTests(SynchronousTestCase):
             self.assertIn(str(number), caught.exception.message)
             self.assertIn("64", caught.exception.message)
             self.assertNotIn("\n", caught.exception.message)
+
+
+class RequestCheckTests(SynchronousTestCase):
+    """
+    The checks of each API request, in the order its fields are checked (the first failure is reported).
+    """
+
+    def setUp(self):
+        self.bundle = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.bundle)
+        with open(os.path.join(self.bundle, "config.json"), "w") as f:
+            json.dump(VALID_CONFIG, f)
+
+    def assertMessage(self, check, request, message, *args):
+        with self.assertRaises(InvalidArgument) as caught:
+            check(request, *args)
+        self.assertEqual(caught.exception.message, message)
+
+    def test_create_container(self):
+        """
+        A valid create gives the parsed config and stdio ("" for /dev/null); ids, checkpointDir, bundle,
+        stdio, labels, runtime args and runtime name are checked in that order.
+        """
+        out = os.path.join(self.bundle, "out")
+        config, stdio = validation.check_create_container(
+            pb.CreateContainerRequest(id="web", bundlePath=self.bundle, stdout=out, labels=["a=b"]))
+        self.assertEqual(config, VALID_CONFIG)
+        self.assertEqual(stdio, ("", out, ""))
+        check = validation.check_create_container
+        self.assertMessage(check, pb.CreateContainerRequest(id="", bundlePath="relative"),
+                           "container id must not be empty")
+        self.assertMessage(check, pb.CreateContainerRequest(id="a", checkpoint="../x", bundlePath="rel"),
+                           "invalid checkpoint name '../x': use 1-128 of [A-Za-z0-9_.+-], not starting with "
+                           "'.' or '-'")
+        self.assertMessage(check, pb.CreateContainerRequest(id="a", checkpointDir="rel", bundlePath="rel"),
+                           "checkpointDir 'rel' must be an absolute path")
+        self.assertMessage(check, pb.CreateContainerRequest(id="a", bundlePath="rel", stdout="rel"),
+                           "bundlePath 'rel' must be an absolute path")
+        self.assertMessage(check, pb.CreateContainerRequest(id="a", bundlePath=self.bundle, stdout="rel",
+                                                            labels=["x\0"]),
+                           "stdout path 'rel' must be absolute")
+        self.assertMessage(check, pb.CreateContainerRequest(id="a", bundlePath=self.bundle,
+                                                            labels=["x"] * (validation.MAX_LABELS + 1)),
+                           f"too many labels: {validation.MAX_LABELS + 1} (at most {validation.MAX_LABELS})")
+        self.assertMessage(check, pb.CreateContainerRequest(id="a", bundlePath=self.bundle,
+                                                            labels=["x" * 4000] * 70),
+                           "labels too large: 280000 bytes in all (at most 262144 per container, so that "
+                           "State answers clients with grpc's default 4 MiB limit)")
+        self.assertMessage(check, pb.CreateContainerRequest(id="a", bundlePath=self.bundle,
+                                                            runtimeArgs=["--x"] * 65),
+                           "too many runtimeArgs: 65 (at most 64)")
+        self.assertMessage(check, pb.CreateContainerRequest(id="a", bundlePath=self.bundle, runtime="r\0"),
+                           "invalid runtime name")
+
+    def test_create_container_terminal_stdin(self):
+        """A process with a terminal takes its stdin from a FIFO only."""
+        with open(os.path.join(self.bundle, "config.json"), "w") as f:
+            json.dump(dict(VALID_CONFIG, process=dict(VALID_CONFIG["process"], terminal=True)), f)
+        stdin = os.path.join(self.bundle, "in")
+        open(stdin, "w").close()
+        self.assertMessage(validation.check_create_container,
+                           pb.CreateContainerRequest(id="a", bundlePath=self.bundle, stdin=stdin),
+                           f"stdin path {stdin} of a process with a terminal must be a FIFO")
+
+    def test_signal(self):
+        """Ids, then the signal number, which is returned."""
+        self.assertEqual(validation.check_signal(pb.SignalRequest(id="a", pid="init", signal=15)), 15)
+        self.assertMessage(validation.check_signal, pb.SignalRequest(id="a", pid="", signal=0),
+                           "process id must not be empty")
+        self.assertMessage(validation.check_signal, pb.SignalRequest(id="a", pid="p", signal=0),
+                           f"invalid signal 0: must be between 1 and {int(validation.MAX_SIGNAL)}")
+
+    def test_state(self):
+        """An empty id lists everything; another must be valid."""
+        validation.check_state(pb.StateRequest())
+        self.assertMessage(validation.check_state, pb.StateRequest(id="-a"),
+                           "invalid container id '-a': use 1-128 of [A-Za-z0-9_.+-], not starting with '.' or '-'")
+
+    def test_add_process(self):
+        """Ids, args, string lists, a terminal's stdin, then stdio paths (returned)."""
+        out = os.path.join(self.bundle, "out")
+        self.assertEqual(validation.check_add_process(pb.AddProcessRequest(id="a", pid="p", args=["sh"],
+                                                                           stdout=out)), ("", out, ""))
+        check = validation.check_add_process
+        self.assertMessage(check, pb.AddProcessRequest(id="a", pid="p"), "args must not be empty")
+        self.assertMessage(check, pb.AddProcessRequest(id="a", pid="p", args=["sh"], env=["A\0"]),
+                           "invalid entry in env: too long or contains NUL")
+        self.assertMessage(check, pb.AddProcessRequest(id="a", pid="p", args=["sh"], terminal=True,
+                                                       stdin="rel"),
+                           "stdin path rel: No such file or directory")
+        self.assertMessage(check, pb.AddProcessRequest(id="a", pid="p", args=["sh"], stdin="rel"),
+                           "stdin path 'rel' must be absolute")
+
+    def test_update_process(self):
+        """Width and height come together, each at most 65535."""
+        validation.check_update_process(pb.UpdateProcessRequest(id="a", pid="p", width=80, height=24))
+        self.assertMessage(validation.check_update_process, pb.UpdateProcessRequest(id="a", pid="p", width=80),
+                           "width and height must be given together")
+        self.assertMessage(validation.check_update_process,
+                           pb.UpdateProcessRequest(id="a", pid="p", width=65536, height=1),
+                           "width and height must be at most 65535")
+
+    def test_update_container(self):
+        """The pid may be empty or init; something must be asked for, a status only paused or running."""
+        validation.check_update_container(pb.UpdateContainerRequest(id="a", pid="init"))
+        self.assertMessage(validation.check_update_container, pb.UpdateContainerRequest(id="a", pid="../x"),
+                           "invalid process id '../x': use 1-128 of [A-Za-z0-9_.+-], not starting with '.' or '-'")
+        validation.check_update("paused", None)
+        validation.check_update("", {"pids": {"limit": 1}})
+        self.assertMessage(validation.check_update, "", "nothing to update: give a status or resources", None)
+        self.assertMessage(validation.check_update, "stopped", 'invalid status \'stopped\': use "paused" or "running"',
+                           None)
+
+    def test_checkpoints(self):
+        """Ids, names, folders and the namespaces a checkpoint may leave empty."""
+        validation.check_create_checkpoint(pb.CreateCheckpointRequest(
+            id="a", checkpoint=pb.Checkpoint(name="c", emptyNS=["network"]), checkpointDir="/srv/c"))
+        self.assertMessage(validation.check_create_checkpoint, pb.CreateCheckpointRequest(
+            id="a", checkpoint=pb.Checkpoint(name="c", emptyNS=["net"])),
+            "invalid emptyNS entry 'net': use one of network, pid, ipc, uts, mount, user, cgroup")
+        self.assertMessage(validation.check_list_checkpoint,
+                           pb.ListCheckpointRequest(id="a", checkpointDir="/x\0"),
+                           "checkpointDir '/x\\x00' must be an absolute path")
+        self.assertMessage(validation.check_delete_checkpoint, pb.DeleteCheckpointRequest(id="a", name=""),
+                           "checkpoint name must not be empty")
+
+    def test_stats_and_events(self):
+        """Stats needs an id; a stored-only events replay needs a timestamp."""
+        self.assertMessage(validation.check_stats, pb.StatsRequest(), "container id must not be empty")
+        validation.check_events(pb.EventsRequest(storedOnly=True), 5)
+        self.assertMessage(validation.check_events, pb.EventsRequest(storedOnly=True),
+                           "storedOnly needs a timestamp", None)
