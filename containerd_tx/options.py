@@ -9,10 +9,10 @@ import shutil
 from twisted.python import usage
 
 from containerd_tx import __version__
+from containerd_tx.addresses import DEFAULT_SOCKET, socket_path
 from containerd_tx.durations import format_duration, parse_duration
 
 DEFAULT_STATE_DIR = "/run/containerd"
-DEFAULT_SOCKET = "/run/containerd/containerd.sock"
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 
 
@@ -20,19 +20,13 @@ def parse_listen_address(text):
     """
     Turn a C{--listen} value into an absolute socket path.
 
-    Accepted: C{unix:///abs/path}, C{unix://relative/path}, C{/abs/path}, C{relative/path}; relative paths are
-    taken from the daemon's working directory.
+    Accepted: C{unix:///abs/path}, C{unix://relative/path}, C{unix:path}, C{/abs/path}, C{relative/path};
+    relative paths are taken from the daemon's working directory. The parsing is ctr's too
+    (L{containerd_tx.addresses.socket_path}).
 
     @raise ValueError: for other schemes or an empty path.
     """
-    path = text
-    if "://" in text:
-        scheme, _, path = text.partition("://")
-        if scheme != "unix":
-            raise ValueError(f"unsupported listen address {text!r}: only unix sockets are served")
-    if not path:
-        raise ValueError(f"invalid listen address {text!r}: empty path")
-    return os.path.abspath(path)
+    return os.path.abspath(socket_path(text, "listen address"))
 
 
 class DaemonOptions(usage.Options):
