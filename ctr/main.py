@@ -127,6 +127,13 @@ def main():
     except BrokenPipeError:  # from click's own output (--help, usage errors) to a closed pipe
         _quiet_stdout()
         sys.exit(0)
+    except SystemExit as ending:
+        # click ends with status 1 when its own output (--help) meets a closed pipe, and marks that by
+        # wrapping stdout; other Unix tools end quietly with 0 there.
+        if ending.code == 1 and isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
+            _quiet_stdout()
+            sys.exit(0)
+        raise
 
 
 if __name__ == "__main__":

@@ -131,3 +131,19 @@ class HealthStatusTests(TestCase):
     def test_garbage(self):
         for data in (b"\x08", b"\x0d\x00", b"\x12\x05ab"):
             self.assertRaises(ValueError, client.health_status, data)
+
+
+class ClosedPipeTests(TestCase):
+    """Output into a pipe whose reader has gone ends quietly with status 0, as other Unix tools do."""
+
+    def test_help_and_version_into_a_closed_pipe(self):
+        for args in (["--help"], ["containers", "--help"], ["--version"], ["completion", "bash"]):
+            child = subprocess.Popen([sys.executable, "-c", "import sys; sys.argv = ['ctr'] + sys.argv[1:]\n"
+                                      "from ctr.main import main; main()", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     cwd=REPO, env={**os.environ, "PYTHONPATH": REPO})
+            child.stdout.close()  # the reader is gone before ctr writes a byte
+            status = child.wait(timeout=60)
+            stderr = child.stderr.read()
+            child.stderr.close()
+            self.assertEqual((status, stderr), (0, b""), args)
