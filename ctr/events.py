@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_ctr_events -*-
+# -*- test-case-name: tests.unit.test_ctr_cli -*-
 """
 C{ctr events} and C{ctr containers watch}: follow the daemon's events; the timestamps they carry.
 """
