@@ -130,6 +130,8 @@ class ContainerdService(service.MultiService):
         self.monitor = await MonitorClient.connect(self.reactor, self.state_dir,
                                                    monitor_args=self._protection.monitor_args())
         self.monitor.on_lost = self._monitor_lost
+        # A stopped or hung monitor: calls needing it fail with DEADLINE_EXCEEDED within the start timeout.
+        self.monitor.timeout = self.config["start-timeout"]
         log.info("monitor process {pid} watches the containers", pid=self.monitor.monitor_pid)
         runtime = self._make_runtime(self.config["runtime"], self.config["runtime-path"],
                                      self.config["runtime-args"])

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections import namedtuple
 
 from twisted.internet import defer, error
@@ -22,6 +23,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from containerd_tx.errors import DeadlineExceeded
 from containerd_tx.unix_path import reachable
 
 #: Path of the monitor script, run as C{python -S MONITORD_PATH}.
@@ -40,6 +42,14 @@ class MonitorError(Exception):
 class MonitorLost(MonitorError):
     """
     The connection to the monitor ended before the reply came.
+    """
+
+
+class MonitorTimeout(DeadlineExceeded):
+    """
+    The monitor did not answer within L{MonitorClient.timeout} (stopped or
+    hung): the request is abandoned.  A C{DeadlineExceeded}, not a
+    L{MonitorError}: the API reports DEADLINE_EXCEEDED.
     """
 
 
@@ -276,6 +286,12 @@ class MonitorClient:
 
     on_exit = None
     on_lost = None
+    #: Seconds the monitor may stay silent while a request waits for it; then
+    #: every waiting request fails with L{MonitorTimeout}, and new ones fail at
+    #: once until the monitor speaks again (None: wait forever).  Requests carry
+    #: the deadline too: a monitor that reads one too late refuses it, so what
+    #: the daemon gave up on never happens behind its back.
+    timeout = None
 
     def __init__(self, reactor, connection, state_dir):
         self._reactor = reactor
@@ -288,7 +304,15 @@ class MonitorClient:
         self._connected = True
         self._disconnecting = False
         self.monitor_pid = None
+        self._sent_at = {}
+        self._abandoned = set()
+        self._pings = set()
+        self._last_heard = reactor.seconds()
+        self._watchdog = None
+        self.hung = False
         self.processes = []
+        #: exit records the monitor could not write to disk (hello); see L{exit_handled}.
+        self.exits = []
         self.monitor_process = None
 
     @classmethod
@@ -362,23 +386,80 @@ class MonitorClient:
         reply = await self._request({"op": "hello"})
         self.monitor_pid = reply["pid"]
         self.processes = reply.get("processes", [])
+        self.exits = reply.get("exits", [])
         if reply.get("protocol") != 1:
             log.warn("monitor speaks protocol {p}", p=reply.get("protocol"))
 
     # Requests ----------------------------------------------------------------
 
-    def _send(self, message):
+    def _send(self, message, watched=True):
         self._tag += 1
         message = dict(message, tag=self._tag)
+        if self.timeout is not None and watched:
+            message["start_by_ns"] = time.monotonic_ns() + int(self.timeout * 1e9)
+            self._sent_at[self._tag] = self._reactor.seconds()
+            self._arm()
         self._connection.send(message)
         return self._tag
 
     def _request(self, message):
         if not self._connected:
             return defer.fail(MonitorLost("not connected to the monitor"))
+        if self.hung:
+            return defer.fail(self._timeout_error())
         d = defer.Deferred()
         self._pending[self._send(message)] = d
         return d
+
+    # Watchdog ------------------------------------------------------------------
+
+    def _timeout_error(self):
+        return MonitorTimeout(
+            "the container monitor (pid %s) has not answered for %gs; is it stopped?"
+            % (self.monitor_pid, self.timeout))
+
+    def _interval(self):
+        return min(max(self.timeout / 4.0, 0.05), 5.0)
+
+    def _arm(self):
+        if self._watchdog is None and self._connected and self.timeout is not None:
+            self._watchdog = self._reactor.callLater(self._interval(), self._check)
+
+    def _check(self):
+        self._watchdog = None
+        if not self._connected or (not self._sent_at and not self.hung):
+            return
+        now = self._reactor.seconds()
+        if self._sent_at and now - max(self._last_heard, min(self._sent_at.values())) >= self.timeout:
+            self._give_up()
+        if now - self._last_heard >= self._interval() and not self._pings:
+            # Ask for a sign of life: a long spawn (a checkpoint) is fine while the monitor answers.
+            self._tag += 1
+            self._pings.add(self._tag)
+            self._connection.send({"op": "ping", "tag": self._tag})
+        self._arm()
+
+    def _give_up(self):
+        """The monitor is silent: fail every waiting request; the late replies are ignored."""
+        if not self.hung:
+            log.warn("the container monitor (pid {pid}) has not answered for {t}s: failing what waits for it",
+                     pid=self.monitor_pid, t=self.timeout)
+        self.hung = True
+        error = self._timeout_error()
+        self._abandoned.update(self._sent_at)
+        self._sent_at.clear()
+        pending, self._pending = self._pending, {}
+        spawns, self._spawns = self._spawns, {}
+        for d in pending.values():
+            d.errback(error)
+        for spawn in spawns.values():
+            spawn._lost(Failure(error))
+
+    def _heard(self):
+        self._last_heard = self._reactor.seconds()
+        if self.hung:
+            self.hung = False
+            log.info("the container monitor (pid {pid}) answers again", pid=self.monitor_pid)
 
     def spawn(
         self,
@@ -418,10 +499,14 @@ class MonitorClient:
             "register": None if register is None else dict(register),
             "console_socket": console_socket,
         }
-        if not self._connected:
+        if not self._connected or self.hung:
             spawn = Spawn(self, None)
-            spawn._lost(Failure(MonitorLost("not connected to the monitor")))
+            spawn._lost(Failure(MonitorLost("not connected to the monitor") if not self._connected
+                                else self._timeout_error()))
             return spawn
+        if register is not None and self.timeout is not None:
+            # Finished after this, the daemon has given up on it: the monitor kills what it started.
+            message["expires_ns"] = time.monotonic_ns() + int((self.timeout + 1.0) * 1e9)
         tag = self._send(message)
         spawn = self._spawns[tag] = Spawn(self, tag)
         return spawn
@@ -455,6 +540,17 @@ class MonitorClient:
         """
         return self._request({"op": "forget", "container": container, "process": process})
 
+    def exit_handled(self, record):
+        """
+        Tell the monitor that an exit it could not write to disk has been handled, so it drops the record it
+        keeps in memory.  Best effort: errors are ignored.
+        """
+        if not self._connected:
+            return defer.succeed(None)
+        d = self._request({"op": "exit_handled", "container": record["container"],
+                           "process": record["process"], "pid": record["pid"]})
+        return d.addErrback(lambda f: None)
+
     def disconnect(self):
         """
         Close the connection (the daemon is stopping); the monitor keeps
@@ -470,6 +566,7 @@ class MonitorClient:
     # Incoming ------------------------------------------------------------------
 
     def _message(self, message):
+        self._heard()
         event = message.get("event")
         if event == "exit":
             if self.on_exit is not None:
@@ -477,6 +574,10 @@ class MonitorClient:
                     self.on_exit(message)
                 except Exception:
                     log.failure("on_exit handler failed")
+                else:
+                    if message.get("unwritten"):
+                        # Its record is only in the monitor's memory (full disk): this daemon has it now.
+                        self.exit_handled(message)
             return
         if event == "spawned":
             spawn = self._spawns.get(message.get("tag"))
@@ -487,6 +588,14 @@ class MonitorClient:
             log.info("monitor event {event} ignored", event=event)
             return
         tag = message.get("tag")
+        self._sent_at.pop(tag, None)
+        if tag in self._pings:
+            self._pings.discard(tag)
+            return
+        if tag in self._abandoned:
+            self._abandoned.discard(tag)
+            log.info("late monitor reply to an abandoned request: {message!r}", message=message)
+            return
         spawn = self._spawns.pop(tag, None)
         if spawn is not None:
             spawn._replied(message)
@@ -501,6 +610,10 @@ class MonitorClient:
 
     def _connectionLost(self, reason):
         self._connected = False
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+        self._sent_at.clear()
         why = "disconnected" if self._disconnecting else "connection to the monitor lost: %s" % (
             reason.getErrorMessage(),
         )

@@ -3,7 +3,10 @@
 """
 monitord: the container monitor process, one per daemon state dir.
 
-Run as ``<python> -S monitord.py --state-dir DIR [--idle-exit SECONDS]``.
+Run as ``<python> -S monitord.py --state-dir DIR [--idle-exit SECONDS] [--oom-score-adj N]
+[--child-oom-score-adj N] [--child-nofile N]``: the monitor takes oom_score_adj N itself (the daemon
+gives -999) and spawns every command with the children's oom_score_adj and soft RLIMIT_NOFILE (the values
+the daemon was started with; the monitor raises its own soft limit to the hard one).
 Standard library only: this script imports L{monitord_server} (registry,
 spawns, reaping, connection) and L{monitord_stdio} (event loop, stdio
 proxies) from its own directory.  It must start fast, stay small, and not
@@ -23,7 +26,11 @@ What it does
 - When a registered process exits it drains its pty, closes its stdio
   proxies, writes C{<record_dir>/exit-<process>.json} atomically, then
   notifies the connected daemon.  The record is the truth while no daemon is
-  connected.  Status: the exit code, or 128 + signal number.  Exit statuses
+  connected.  Records are written by a thread of their own, in batches, so a
+  slow fsync never stalls stdio.  A record that cannot be written (ENOSPC,
+  EIO) is kept in memory, handed to every daemon that says hello, retried
+  every second, and dropped once written, once the daemon says C{exit_handled},
+  or when its folder is gone (the container was removed).  Status: the exit code, or 128 + signal number.  Exit statuses
   of unknown children (4096 newest) are kept, so a registered process that
   exited before its pid file was read still gets its true status.
 - Survives the daemon; accepts one daemon connection at a time (a new one
@@ -41,7 +48,9 @@ tag (except C{spawned}, which names the spawn's tag).  Captured bytes are
 base64 strings (standard alphabet, padded).  All paths must be absolute.
 
 - C{{"op":"hello"}} -> C{{"pid":..,"protocol":1,"processes":[{"container",
-  "process","pid","tty"}, ...]}}
+  "process","pid","tty"}, ...],"exits":[<exit records kept in memory>]}}
+- C{{"op":"exit_handled","container","process","pid"}}: the daemon has an
+  exit whose record is kept in memory; drop it.
 - C{{"op":"spawn","argv":[abs, ...],"env":{..}|null,"capture":bool,
   "stdin","stdout","stderr","pid_file","console_socket": path|null,
   "register":{"container","process","record_dir"}|null}}
@@ -67,7 +76,8 @@ base64 strings (standard alphabet, padded).  All paths must be absolute.
   C{"status":255,"unknown":true}.
 - C{{"op":"forget","container","process"}}: drop a registration, no record.
 - Notification C{{"event":"exit","container","process","pid","status",
-  "time_ns"}} (plus C{"unknown":true} when the status is unknown: adopted
+  "time_ns"}} (plus C{"unwritten":true} when the record is only in memory,
+  and C{"unknown":true} when the status is unknown: adopted
   processes, and a registered pid that was gone, not reaped by us, when its
   pid file was read).
 

@@ -9,6 +9,7 @@ documents the process and its wire protocol.
 import binascii
 import contextlib
 import ctypes
+import errno
 import fcntl
 import json
 import os
@@ -38,6 +39,8 @@ LINE_LIMIT = 1024 * 1024
 OUTPUT_LIMIT = 256 * 1024 * 1024
 #: Status reported when a watched (adopted) process's status is unknown.
 UNKNOWN_STATUS = 255
+#: Seconds between attempts to write the exit records that could not be written (ENOSPC, EIO).
+RECORD_RETRY = 1.0
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -169,6 +172,7 @@ class SpawnJob:
         self.captures = None
         self.console = None
         self.pid = None
+        self.expires_ns = None
 
 
 class Connection:
@@ -374,6 +378,12 @@ class Monitor:
         self.spawns = {}
         self.spawn_tags = {}
         self.unclaimed = OrderedDict()
+        #: (container, process) -> (record_dir, record): exits whose record could not be written; kept for
+        #: the daemon (hello) and written as soon as the disk takes them.
+        self.unwritten = OrderedDict()
+        self.retrying = set()
+        self.retry_at = None
+        self.records = None
         self.stopping = False
         self.idle_since = None
         self.devnull = None
@@ -387,6 +397,8 @@ class Monitor:
             "close_stdin": self.op_close_stdin,
             "adopt": self.op_adopt,
             "forget": self.op_forget,
+            "exit_handled": self.op_exit_handled,
+            "ping": lambda conn, tag, req: {"ok": True},
         }
 
     # Start and stop -------------------------------------------------------------
@@ -422,6 +434,7 @@ class Monitor:
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             log("prctl(PR_SET_CHILD_SUBREAPER) failed: %s" % (os.strerror(ctypes.get_errno()),))
         self.child_attributes.start()
+        self.records = sio.RecordWriter(self.loop)
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         # A plain copy: posix_spawn re-encodes an os.environ mapping on every call.
         self.environ = dict(os.environ)
@@ -481,9 +494,19 @@ class Monitor:
                 "exiting with %d registered processes and %d running spawns"
                 % (len(self.procs), len(self.spawns))
             )
+        for record_dir, record in self.unwritten.values():
+            log("exiting: the exit record %s of %s could not be written and is lost" % (
+                json.dumps(record, separators=(",", ":")), record_dir))
 
     def is_idle(self):
-        return not self.procs and not self.spawns and self.conn is None and not self.loop.lingering
+        return (
+            not self.procs
+            and not self.spawns
+            and self.conn is None
+            and not self.loop.lingering
+            and not self.unwritten
+            and not (self.records is not None and self.records.pending)
+        )
 
     def run(self):
         """
@@ -505,6 +528,9 @@ class Monitor:
             linger = self.loop.expire_lingering()
             if linger is not None:
                 timeout = linger if timeout is None else min(timeout, linger)
+            retry = self.retry_unwritten()
+            if retry is not None:
+                timeout = retry if timeout is None else min(timeout, retry)
             self.loop.run_once(timeout)
         self.shutdown()
 
@@ -598,6 +624,11 @@ class Monitor:
             handler = self.ops.get(op) if isinstance(op, str) else None
             if handler is None:
                 raise BadRequest("unknown op %r" % (op,))
+            start_by = req.get("start_by_ns")
+            if isinstance(start_by, int) and time.monotonic_ns() > start_by:
+                # The daemon has given up on it (this monitor was stopped, or far behind): never act on it.
+                raise RequestFailed("deadline exceeded: the request came %.1fs too late"
+                                    % ((time.monotonic_ns() - start_by) / 1e9,))
             reply = handler(conn, tag, req)
         except BadRequest as e:
             log("bad request: %s" % (e,))
@@ -616,7 +647,17 @@ class Monitor:
 
     def op_hello(self, conn, tag, req):
         processes = [self.procs[k].describe() for k in sorted(self.procs)]
-        return {"ok": True, "pid": self.pid, "protocol": PROTOCOL, "processes": processes}
+        exits = [record for _, record in self.unwritten.values()]
+        return {"ok": True, "pid": self.pid, "protocol": PROTOCOL, "processes": processes, "exits": exits}
+
+    def op_exit_handled(self, conn, tag, req):
+        container = _get_name(req, "container")
+        process = _get_name(req, "process")
+        pid = _get_int(req, "pid", 0, 2**31 - 1)
+        entry = self.unwritten.get((container, process))
+        if entry is not None and entry[1]["pid"] == pid:
+            del self.unwritten[(container, process)]
+        return {"ok": True}
 
     def _lookup(self, req):
         container = _get_name(req, "container")
@@ -738,7 +779,11 @@ class Monitor:
         if (conn.serial, tag) in self.spawn_tags:
             raise BadRequest("tag %d is in use by a running spawn" % (tag,))
 
+        expires = req.get("expires_ns")
+        if expires is not None and (not isinstance(expires, int) or isinstance(expires, bool)):
+            raise BadRequest("expires_ns must be null or an integer")
         job = SpawnJob(conn, tag, argv[0], paths["pid_file"], register, sio.Proxies(self.loop, name))
+        job.expires_ns = expires
         child_fds = [self.devnull, self.devnull, self.devnull]
         to_close = []
         try:
@@ -850,7 +895,16 @@ class Monitor:
                     reply = {"ok": False, "error": str(e), "status": status}
             else:
                 reply["pid"] = pid
-                if job.register is not None:
+                if job.register is not None and job.expires_ns is not None and time.monotonic_ns() > job.expires_ns:
+                    # The daemon gave up on this start (this monitor was stopped meanwhile): nobody would
+                    # supervise the process.
+                    log("%s/%s: started after the daemon gave up; killing pid %d" % (job.register[0], job.register[1], pid))
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                    reply = {"ok": False, "error": "started after its deadline; killed", "status": status}
+                elif job.register is not None:
                     container, process, record_dir = job.register
                     if job.proxies.tty and job.proxies.master is None:
                         log("%s/%s: no terminal came through the console socket" % (container, process))
@@ -950,14 +1004,58 @@ class Monitor:
         }
         if unknown:
             record["unknown"] = True
-        try:
-            sio.write_record(proc.record_dir, "exit-%s.json" % (proc.process,), record)
-        except OSError as e:
-            log(
-                "cannot write exit record of %s/%s in %s: %s"
-                % (proc.container, proc.process, proc.record_dir, e)
-            )
-        self.notify(dict(event="exit", **record))
+        key = proc.key
+        record_dir = proc.record_dir
+
+        def written(error):
+            if error is not None:
+                log(
+                    "cannot write exit record of %s/%s in %s: %s; kept in memory for the daemon"
+                    % (key[0], key[1], record_dir, error)
+                )
+                self.unwritten[key] = (record_dir, record)
+                self.unwritten.move_to_end(key)
+                if self.retry_at is None:
+                    self.retry_at = time.monotonic() + RECORD_RETRY
+            # The record is on disk (or kept here) before the daemon hears of the exit.
+            if error is not None:
+                self.notify(dict(event="exit", unwritten=True, **record))
+            else:
+                self.notify(dict(event="exit", **record))
+
+        self.records.submit(record_dir, "exit-%s.json" % (proc.process,), record, written)
+
+    def retry_unwritten(self):
+        """
+        Try again to write the records kept in memory; return seconds until the next attempt (None: none).
+        """
+        if not self.unwritten:
+            self.retry_at = None
+            return None
+        now = time.monotonic()
+        if self.retry_at is not None and now < self.retry_at:
+            return self.retry_at - now
+        self.retry_at = now + RECORD_RETRY
+        for key, (record_dir, record) in list(self.unwritten.items()):
+            if key in self.retrying:
+                continue
+            self.retrying.add(key)
+
+            def written(error, key=key, record=record, record_dir=record_dir):
+                self.retrying.discard(key)
+                entry = self.unwritten.get(key)
+                if entry is None or entry[1] is not record:
+                    return
+                if error is None:
+                    log("exit record of %s/%s written at last" % key)
+                    del self.unwritten[key]
+                elif error.errno == errno.ENOENT:
+                    # Its folder is gone: the daemon handled the exit and removed the container.
+                    log("exit record of %s/%s dropped: %s is gone" % (key[0], key[1], record_dir))
+                    del self.unwritten[key]
+
+            self.records.submit(record_dir, "exit-%s.json" % (record["process"],), record, written)
+        return RECORD_RETRY
 
 
 def _ignore_signal(signum, frame):

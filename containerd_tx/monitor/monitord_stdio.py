@@ -14,17 +14,20 @@ this module from its own directory, never through the ``containerd_tx`` package.
 - L{ConsoleListener}: the console socket on which runc sends a pty master.
 - L{Proxies}: the stdio proxies (stdin pipe, pty) that belong to one process.
 - L{write_record}: atomic JSON file write (tmp file, fsync, rename, fsync dir).
+- L{RecordWriter}: a thread that writes records in batches, off the loop that pumps stdio.
 """
 
 import errno
 import fcntl
 import json
 import os
+import queue
 import selectors
 import socket
 import stat
 import struct
 import termios
+import threading
 import time
 
 #: Bytes a L{Pump} buffers before it stops reading its source.
@@ -699,11 +702,96 @@ class Proxies:
         self.tty_stdout = self.tty_stdin = None
 
 
-def write_record(directory, name, record):
+class RecordWriter:
+    """
+    Writes exit records on a thread of its own, so that a slow fsync never
+    stalls the loop that pumps every container's stdio.
+
+    What is queued while a batch is written forms the next batch: each file
+    is written and fsynced, renamed into place, and each folder of the batch
+    is fsynced once.  C{done(error)} (None on success, else the OSError) is
+    called in the loop's thread, once the record is on disk or has failed.
+    """
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.queue = queue.SimpleQueue()
+        self.results = queue.SimpleQueue()
+        self.pending = 0
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        loop.add_reader(self.wake_r, self._on_results)
+        self.thread = threading.Thread(target=self._run, name="records", daemon=True)
+        self.thread.start()
+
+    def submit(self, directory, name, record, done):
+        self.pending += 1
+        self.queue.put((directory, name, record, done))
+
+    def _run(self):
+        while True:
+            batch = [self.queue.get()]
+            while True:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            synced = {}
+            outcomes = []
+            for directory, name, record, done in batch:
+                try:
+                    write_record(directory, name, record, sync_dir=False)
+                except OSError as e:
+                    outcomes.append((done, e))
+                    continue
+                outcomes.append((done, directory))
+                synced[directory] = None
+            for directory in synced:
+                synced[directory] = _fsync_dir(directory)
+            for done, outcome in outcomes:
+                if isinstance(outcome, OSError):
+                    self.results.put((done, outcome))
+                else:
+                    self.results.put((done, synced[outcome]))
+            try:
+                os.write(self.wake_w, b"x")
+            except BlockingIOError:
+                pass  # the loop has a wake-up pending already
+
+    def _on_results(self):
+        try:
+            os.read(self.wake_r, 4096)
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                done, error = self.results.get_nowait()
+            except queue.Empty:
+                return
+            self.pending -= 1
+            Loop._call(lambda: done(error))
+
+
+def _fsync_dir(directory):
+    """fsync a folder (the renames in it); the OSError, or None."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        return e
+    try:
+        os.fsync(dfd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EROFS):
+            return e
+    finally:
+        os.close(dfd)
+    return None
+
+
+def write_record(directory, name, record, sync_dir=True):
     """
     Write C{record} as JSON to C{directory/name} atomically: a temporary file
     in the same directory, fsync, rename over the final name, fsync the
-    directory.
+    directory (unless C{sync_dir} is false: the caller does it).
     """
     final = os.path.join(directory, name)
     tmp = os.path.join(directory, ".%s.%d.tmp" % (name, os.getpid()))
@@ -723,13 +811,5 @@ def write_record(directory, name, record):
         raise
     os.close(fd)
     os.rename(tmp, final)
-    try:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    if sync_dir:
+        _fsync_dir(directory)

@@ -22,12 +22,17 @@ class Recovery:
         happened while no daemon ran are reported with their true status, half-made ones are cleaned up.
         """
         live = {(p["container"], p["process"]): p for p in self.monitor.processes}
+        # Exits the monitor could not write to disk (ENOSPC, EIO) and kept in memory for us.
+        unwritten = {}
+        for record in getattr(self.monitor, "exits", ()):
+            unwritten.setdefault(record["container"], {})[record["process"]] = record
         containers = self.store.load()
         for container in containers:
             self.containers[container.id] = container
         exits = []
         for container in containers:
             records = {r["process"]: r for r in self.store.read_exit_records(container.id)}
+            records.update(unwritten.get(container.id, {}))
             for process in list(container.processes.values()):
                 key = (container.id, process.id)
                 if key in live and not process.system_pid:
@@ -56,6 +61,9 @@ class Recovery:
             log.info("adopted container {id} ({status})", id=container.id, status=container.status)
         for record in exits:
             self.handle_exit(record)
+        for records in unwritten.values():
+            for record in records.values():
+                self.monitor.exit_handled(record)
 
     async def _lost_process(self, container, process):
         """

@@ -395,7 +395,7 @@ class MonitordTests(unittest.TestCase):
         reply = self.client.request("hello")
         self.assertEqual(
             reply,
-            {"tag": 1, "ok": True, "pid": self.monitor.pid, "protocol": 1, "processes": []},
+            {"tag": 1, "ok": True, "pid": self.monitor.pid, "protocol": 1, "processes": [], "exits": []},
         )
 
     def test_exit_statuses(self):
