@@ -12,10 +12,12 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
 
-from tests.support import bundles, processes  # noqa: E402
-from tests.support.daemon import Daemon  # noqa: E402
+#: The runtime's standard location for busybox-static, from which scripts/make-bundle builds a rootfs.
+BUSYBOX = "/bin/busybox"
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def percentile(sorted_values, p):
@@ -50,27 +52,148 @@ def print_timer(name, stats, out=sys.stdout):
         print(f"  {key + ':':<12} {stats[key] * 1000:>12.2f}ms", file=out)
 
 
-class BenchDaemon(Daemon):
-    """A daemon for benchmarks: its own temp dir, no test case; stop() and destroy() by hand."""
+def requirements_missing(runtime="runc"):
+    """A reason why real containers cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root to run real containers"
+    if shutil.which(runtime) is None:
+        return f"{runtime} is not installed (run scripts/setup-system)"
+    if not os.path.exists(BUSYBOX):
+        return "busybox-static is not installed (run scripts/setup-system)"
+    return None
+
+
+def sleeper_bundle(workdir, args=("sleep", "100000")):
+    """
+    A busybox bundle in C{workdir}/bundle whose container runs C{args}, made by scripts/make-bundle (the
+    same bundles the README shows users). @return: its path.
+    """
+    path = os.path.join(workdir, "bundle")
+    subprocess.run([os.path.join(REPO, "scripts", "make-bundle"), path, *args], check=True,
+                   stdout=subprocess.DEVNULL)
+    return path
+
+
+def filesystem_type(path):
+    """The type of the filesystem holding C{path} (ext4, tmpfs, ...), as C{findmnt} names it."""
+    out = subprocess.run(["findmnt", "--noheadings", "--output", "FSTYPE", "--target", path],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def become_subreaper():
+    """Adopt orphaned descendants (runtime helpers, container inits) so they can be reaped here."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap_children():
+    """Reap every exited child (orphans re-parented to the benchmark, a child subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+class BenchDaemon:
+    """
+    One daemon for a benchmark, as a user runs it: the C{containerd-tx} console script (or C{twistd -n
+    containerd} where it is not installed) on a temp state dir and socket, metrics dump off.
+
+    @ivar workdir: the temp folder holding its state dir, socket, log and the benchmark's bundles.
+    @ivar stub: a C{types.API} stub on its socket, once serving.
+    """
+
+    def __init__(self, workdir, args=(), runtime="runc"):
+        self.workdir = workdir
+        self.state_dir = os.path.join(workdir, "state")
+        self.socket = os.path.join(workdir, "containerd.sock")
+        self.address = "unix://" + self.socket
+        self.runtime = runtime
+        self.args = list(args)
+        self.log_path = os.path.join(workdir, "daemon.log")
+        self.process = None
+        self.stub = None
+        self._channel = None
 
     @classmethod
     def start_new(cls, args=(), runtime="runc", parent=None):
         """
         @param parent: the folder to work in (state dir, runtime roots, bundles); default C{$TMPDIR} or /tmp.
         """
-        reason = bundles.requirements_missing(runtime)
+        reason = requirements_missing(runtime)
         if reason:
             raise SystemExit(f"bench: {reason}")
-        processes.become_subreaper()
-        workdir = tempfile.mkdtemp(prefix="ctx-bench-", dir=parent)
-        daemon = cls(workdir, args, runtime)
+        become_subreaper()
+        daemon = cls(tempfile.mkdtemp(prefix="ctx-bench-", dir=parent), args, runtime)
         daemon.start()
         return daemon
 
+    def command(self):
+        """The daemon's command line."""
+        console = shutil.which("containerd-tx")
+        prefix = [console] if console else [shutil.which("twistd") or "twistd", "-n", "--pidfile=", "containerd"]
+        return [*prefix, "--state-dir", self.state_dir, "--listen", self.socket, "--metrics-interval", "0",
+                "--runtime", self.runtime, *self.args]
 
-def shared_rootfs(workdir):
-    """One busybox rootfs for every bundle of a run."""
-    return bundles.make_rootfs(os.path.join(workdir, "rootfs"))
+    def start(self, timeout=60.0):
+        """Start the daemon and wait until its health check says SERVING."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        from containerd_tx.api import containerd_pb2_grpc as pb_grpc
+
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, cwd=self.workdir)
+        self._channel = grpc.insecure_channel(self.address)
+        health = health_pb2_grpc.HealthStub(self._channel)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"bench: the daemon exited with {self.process.returncode}; log {self.log_path}")
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: the daemon did not serve within {timeout:.0f}s; log {self.log_path}")
+            time.sleep(0.05)
+        self.stub = pb_grpc.APIStub(self._channel)
+
+    def monitor_pid(self):
+        """The monitor process's pid, or None."""
+        try:
+            with open(os.path.join(self.state_dir, "monitor.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def destroy(self):
+        """Kill the daemon, its monitor and every container it left; remove its folder."""
+        if self._channel is not None:
+            self._channel.close()
+        monitor = self.monitor_pid()
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        root = os.path.join(self.state_dir, "runtime", os.path.basename(self.runtime))
+        if os.path.isdir(root):
+            kill_all_raw(self.runtime, root)
+        if monitor:
+            try:
+                os.kill(monitor, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_gone(monitor)
+        reap_children()
+        cleanup_dir(self.workdir)
 
 
 def raw_runtime_root(workdir, runtime):
@@ -86,19 +209,18 @@ def kill_all_raw(runtime, root):
         subprocess.run([runtime, "--root", root, "delete", "--force", container_id], capture_output=True)
 
 
-def reap_children():
-    """Reap orphans re-parented to the benchmark (a child subreaper)."""
-    processes.reap_orphans()
-
-
 def cleanup_dir(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_gone(pid, timeout=10.0):
+    """Wait until process C{pid} is gone (reaping it if it is our child), at most C{timeout} seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
-        processes.reap(pid)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
         time.sleep(0.01)
 
 
@@ -230,7 +352,7 @@ def kill_all_containers(stub, concurrency=10, timeout=600):
 
 
 __all__ = [
-    "BenchDaemon", "print_timer", "summary", "shared_rootfs", "signal", "proc_memory", "proc_fds", "proc_threads",
+    "BenchDaemon", "print_timer", "summary", "sleeper_bundle", "filesystem_type", "signal", "proc_memory", "proc_fds", "proc_threads",
     "proc_cpu_seconds", "proc_children", "load_average", "create_containers", "kill_all_containers",
 ]
 

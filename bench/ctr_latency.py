@@ -29,9 +29,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
 from bench.common import (  # noqa: E402
-    BenchDaemon, cleanup_dir, create_containers, kill_all_containers, load_average, reap_children, shared_rootfs,
+    BenchDaemon, cleanup_dir, create_containers, kill_all_containers, load_average, reap_children, sleeper_bundle,
 )
-from tests.support import bundles  # noqa: E402
 
 #: How a Tab runs ctr: the bash completion script sets these (here: `ctr containers k<Tab>`).
 TAB = {"_CTR_COMPLETE": "bash_complete", "COMP_WORDS": "ctr containers k", "COMP_CWORD": "2"}
@@ -95,8 +94,7 @@ def main():
           f"median of {args.runs} runs", flush=True)
     daemon = BenchDaemon.start_new()
     try:
-        rootfs = shared_rootfs(daemon.workdir)
-        bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "100000"], rootfs)
+        bundle = sleeper_bundle(daemon.workdir)
         wall = create_containers(daemon.stub, bundle, [f"lat-{i}" for i in range(args.containers)], 10)
         print(f"{args.containers} containers started in {wall:.1f}s", flush=True)
         at = ["--address", daemon.address]

@@ -23,10 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (  # noqa: E402
     BenchDaemon, cleanup_dir, create_containers, kill_all_containers, load_average, proc_children, proc_fds,
-    proc_memory, proc_name, proc_threads, reap_children, shared_rootfs,
+    proc_memory, proc_name, proc_threads, reap_children, sleeper_bundle,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
-from tests.support import bundles  # noqa: E402
 
 
 def container_pids(stub):
@@ -81,8 +80,7 @@ def main():
     results = []
     teardown = None
     try:
-        rootfs = shared_rootfs(daemon.workdir)
-        bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "100000"], rootfs)
+        bundle = sleeper_bundle(daemon.workdir)
         if args.warmup:
             create_containers(daemon.stub, bundle, [f"warm-{i}" for i in range(args.warmup)], args.concurrency)
             killed, seconds = kill_all_containers(daemon.stub, args.concurrency)

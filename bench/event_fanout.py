@@ -32,11 +32,10 @@ import grpc  # noqa: E402
 
 from bench.common import (  # noqa: E402
     BenchDaemon, cleanup_dir, create_containers, kill_all_containers, load_average, percentile, proc_cpu_seconds,
-    reap_children, shared_rootfs,
+    reap_children, sleeper_bundle,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc  # noqa: E402
-from tests.support import bundles  # noqa: E402
 
 PREFIX = "fan-"
 
@@ -131,8 +130,7 @@ def main():
     subscribers = []
     shared = None
     try:
-        rootfs = shared_rootfs(daemon.workdir)
-        bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "100000"], rootfs)
+        bundle = sleeper_bundle(daemon.workdir)
         ids = [f"{PREFIX}{i}" for i in range(args.containers)]
         create_containers(daemon.stub, bundle, ids, args.containers)
 

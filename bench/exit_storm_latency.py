@@ -30,8 +30,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench.common import summary  # noqa: E402
-from containerd_tx.state_store import filesystem_type  # noqa: E402
+from bench.common import filesystem_type, summary  # noqa: E402
+
 
 MONITORD = os.path.join(os.path.dirname(HERE), "containerd_tx", "monitor", "monitord.py")
 CHATTY = "import time\nwhile True:\n    print(time.time_ns(), flush=True)\n    time.sleep(0.01)\n"

@@ -22,10 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (  # noqa: E402
     BenchDaemon, cleanup_dir, create_containers, kill_all_containers, load_average, proc_cpu_seconds,
-    proc_threads, reap_children, shared_rootfs,
+    proc_threads, reap_children, sleeper_bundle,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
-from tests.support import bundles  # noqa: E402
 
 
 def thread_switches(pid):
@@ -67,8 +66,7 @@ def main():
     daemon = BenchDaemon.start_new(args=["--concurrency", str(args.concurrency), *args.daemon_arg],
                                    runtime=args.runtime)
     try:
-        rootfs = shared_rootfs(daemon.workdir)
-        bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "100000"], rootfs)
+        bundle = sleeper_bundle(daemon.workdir)
         wall = create_containers(daemon.stub, bundle, [f"idle-{i}" for i in range(args.count)], args.concurrency)
         print(f"created {args.count} containers in {wall:.1f}s ({args.count / wall:.1f}/s)", flush=True)
         running = len(daemon.stub.State(pb.StateRequest(), timeout=60).containers)

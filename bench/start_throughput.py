@@ -24,12 +24,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    BenchDaemon, cleanup_dir, kill_all_raw, print_timer, raw_runtime_root, reap_children, settle, shared_rootfs,
-    summary,
+    BenchDaemon, filesystem_type, kill_all_raw, print_timer, raw_runtime_root, reap_children, settle,
+    sleeper_bundle, summary,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
-from containerd_tx.state_store import filesystem_type  # noqa: E402
-from tests.support import bundles  # noqa: E402
 
 
 def run_parallel(n, concurrency, start_one):
@@ -132,8 +130,7 @@ def main():
     fs_type = filesystem_type(daemon.workdir)
     print(f"working in {daemon.workdir} ({fs_type}), {os.cpu_count()} CPUs", flush=True)
     try:
-        rootfs = shared_rootfs(daemon.workdir)
-        bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ["sleep", "100000"], rootfs)
+        bundle = sleeper_bundle(daemon.workdir)
         raw_root = raw_runtime_root(daemon.workdir, args.runtime)
         results = {"daemon": [], "raw": []}
         rounds = {
@@ -149,10 +146,8 @@ def main():
             print(f"round {r + 1}: daemon {args.count / results['daemon'][-1][0]:.1f}/s, "
                   f"raw {args.count / results['raw'][-1][0]:.1f}/s", flush=True)
     finally:
-        daemon.destroy() if hasattr(daemon, "destroy") else None
         kill_all_raw(args.runtime, raw_runtime_root(daemon.workdir, args.runtime))
-        reap_children()
-        cleanup_dir(daemon.workdir)
+        daemon.destroy()
 
     report = {}
     for kind, rounds in results.items():
