@@ -83,6 +83,17 @@ class FakeAPI(containerd_pb2_grpc.APIServicer):
         """@return: the requests of one method."""
         return [request for name, request in self.requests if name == method]
 
+    def wait_delivered(self, timeout=30.0):
+        """Block until every live subscriber's stream has taken every published event."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if all(subscriber.empty() for subscriber in self._subscribers):
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"events not taken by the streams within {timeout}s")
+            time.sleep(0.005)
+
     def publish(self, event):
         """Store an event and send it to every live subscriber."""
         if not event.timestamp.seconds:
@@ -694,7 +705,7 @@ class StartTests(DaemonTestCase):
                 err.write(b"warning\n")
                 err.flush()
                 self.api.publish(make_event("exit", "web", status=3))
-                time.sleep(0.3)
+                self.api.wait_delivered()  # the exit is on its way to ctr before the last output
                 out.write(b"tail\n")
 
         def on_create(request, context):

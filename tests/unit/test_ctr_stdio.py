@@ -27,6 +27,16 @@ def _pty(test, rows=40, columns=100):
     return master, slave
 
 
+def _wait_drained(fifo, timeout=30.0):
+    """Block until the reader of C{fifo} (a writable FIFO file object) has taken every byte written to it."""
+    fifo.flush()
+    deadline = time.monotonic() + timeout
+    while struct.unpack("i", fcntl.ioctl(fifo.fileno(), termios.FIONREAD, b"\0" * 4))[0]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nobody read the FIFO within {timeout}s")
+        time.sleep(0.005)
+
+
 def _close_pty(master, slave):
     os.close(master)  # hangs up the slave, so a thread reading it returns
     for thread in threading.enumerate():
@@ -181,7 +191,7 @@ class AttachTests(TestCase):
         def start(stdin, stdout, stderr):
             with open(stderr, "wb") as fifo:
                 fifo.write(b"exec failed: executable file not found\n")
-            time.sleep(0.3)  # the pump has read it by now
+                _wait_drained(fifo)  # ctr's pump holds it now: only its handling decides what is shown
             raise RuntimeError("start failed")
 
         err = io.BytesIO()
@@ -194,8 +204,7 @@ class AttachTests(TestCase):
         def start(stdin, stdout, stderr):
             with open(stdout, "wb") as fifo:
                 fifo.write(b"early\n")
-                fifo.flush()
-                time.sleep(0.3)
+                _wait_drained(fifo)  # read (and held back) while the start call still runs
                 fifo.write(b"later\n")
             self.daemon.api.publish(make_event("exit", "web", pid="p1", status=0))
 
