@@ -22,8 +22,10 @@ from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from containerd_tx.errors import DeadlineExceeded
+from containerd_tx.runtime.monitor_seam import IMonitor
 from containerd_tx.unix_path import reachable
 
 #: Path of the monitor script, run as C{python -S MONITORD_PATH}.
@@ -268,6 +270,7 @@ def start_monitor(reactor, state_dir, python=sys.executable, idle_exit=None, ext
     return watcher
 
 
+@implementer(IMonitor)
 class MonitorClient:
     """
     One connection to the container monitor; use only in the reactor thread.

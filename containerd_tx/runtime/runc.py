@@ -2,8 +2,8 @@
 """
 The runc (and crun: same command line) driver: the only place that builds OCI runtime command lines.
 
-Every command is spawned by the monitor process (L{containerd_tx.monitor.client.MonitorClient}), so that
-container processes are its children and the daemon itself never forks beside grpcio's threads.
+Every command is spawned by the monitor process (through the L{containerd_tx.runtime.monitor_seam.IMonitor}
+seam), so that container processes are its children and the daemon itself never forks beside grpcio's threads.
 """
 
 import json
@@ -16,8 +16,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from containerd_tx.errors import DeadlineExceeded, FailedPrecondition, NotFound, RuntimeFailure, Unavailable
-from containerd_tx.monitor.client import MonitorError, MonitorLost
 from containerd_tx.runtime.interface import IRuntime
+from containerd_tx.runtime.monitor_seam import MonitorError, MonitorLost
 
 log = Logger()
 
@@ -32,14 +32,15 @@ class RuncRuntime:
     Drives a runc-compatible binary.
 
     @param reactor: for timeouts.
-    @param spawner: the monitor client (C{spawn(argv, ...)}).
+    @param spawner: the L{containerd_tx.runtime.monitor_seam.IMonitor} that runs every command.
     @param name: the runtime's name as clients give it ("runc", "crun").
     @param binary: absolute path of the binary.
     @param root: the runtime's state root (C{--root}), unless C{global_args} already name one.
     @param global_args: the daemon's C{--runtime-args}, before any per-container ones.
+    @param debug: log every command line run, with its duration (--debug).
     """
 
-    def __init__(self, reactor, spawner, name, binary, root, global_args=()):
+    def __init__(self, reactor, spawner, name, binary, root, global_args=(), debug=False):
         self._reactor = reactor
         self._spawner = spawner
         self.name = name
@@ -50,7 +51,7 @@ class RuncRuntime:
         self.starts_in_flight = 0
         self.max_starts_in_flight = 0
         #: Log every command line run, with its duration (--debug).
-        self.debug = False
+        self.debug = debug
         #: crun's `run -d` may itself reap a container that exits at once, so that nobody learns its status;
         #: `create` then `start` makes the monitor the init's parent before it runs.
         self.two_step_start = name.startswith("crun")

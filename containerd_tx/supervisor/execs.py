@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_exec -*-
+# -*- test-case-name: tests.unit.test_supervisor,tests.integration.test_exec -*-
 """
 Exec: new processes in running containers, and their stdin and terminals.
 """
@@ -13,8 +13,8 @@ from containerd_tx.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 from containerd_tx.events import START_PROCESS
 from containerd_tx.metrics.registry import EXEC_PROCESS_TIME
 from containerd_tx.model import RUNNING, Process
-from containerd_tx.monitor.client import MonitorError
 from containerd_tx.process_spec import exec_process
+from containerd_tx.runtime.monitor_seam import MonitorError
 from containerd_tx.validation import load_bundle_config
 
 log = Logger()
@@ -46,7 +46,10 @@ class ExecRequest:
 
 
 class Execs:
-    """Supervisor tasks for exec'd processes (mixed into L{containerd_tx.supervisor.Supervisor})."""
+    """
+    Supervisor tasks for exec'd processes (mixed into L{containerd_tx.supervisor.Supervisor}; the state they
+    share with the other tasks is L{containerd_tx.supervisor.shared.SharedState}).
+    """
 
     async def add_process(self, request):
         """
