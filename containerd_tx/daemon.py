@@ -146,9 +146,10 @@ class ContainerdService(service.MultiService):
             start_timeout=self.config["start-timeout"],
             sockets_dir=os.path.join(self.state_dir, "sockets"),
             metrics=self.metrics,
+            oom=OomWatcher(self.reactor, self._report_oom) if self.config["oom-notify"] else None,
         )
-        if self.config["oom-notify"]:
-            self.supervisor.oom = OomWatcher(self.reactor, self._report_oom)
+        # The monitor was connected first (the runtime drives it): its exits go to the supervisor from now on.
+        self.monitor.on_exit = self.supervisor.handle_exit
         self._register_gauges()
         await self.supervisor.recover()
         for container in list(self.supervisor.containers.values()):
@@ -211,11 +212,9 @@ class ContainerdService(service.MultiService):
         return self.running and self.ready.called and self.supervisor is not None
 
     def _make_runtime(self, name, path, global_args):
-        runtime = RuncRuntime(self.reactor, self.monitor, os.path.basename(name), path,
-                              root=os.path.join(self.state_dir, "runtime", os.path.basename(name)),
-                              global_args=global_args)
-        runtime.debug = self.config["log-level"] == "debug"
-        return runtime
+        return RuncRuntime(self.reactor, self.monitor, os.path.basename(name), path,
+                           root=os.path.join(self.state_dir, "runtime", os.path.basename(name)),
+                           global_args=global_args, debug=self.config["log-level"] == "debug")
 
     def _runtime_named(self, name):
         path = shutil.which(name)

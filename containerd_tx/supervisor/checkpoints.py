@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_checkpoint -*-
+# -*- test-case-name: tests.unit.test_supervisor,tests.integration.test_checkpoint -*-
 """
 Checkpoints: CRIU images of running containers, stored as
 C{<checkpointDir or bundle/checkpoints>/<name>/} with a C{config.json} of the options they were taken with.
@@ -61,7 +61,10 @@ def read_checkpoint(root, name):
 
 
 class Checkpoints:
-    """Supervisor tasks for checkpoints (mixed into L{containerd_tx.supervisor.Supervisor})."""
+    """
+    Supervisor tasks for checkpoints (mixed into L{containerd_tx.supervisor.Supervisor}; the state
+    they share with the other tasks is L{containerd_tx.supervisor.shared.SharedState}).
+    """
 
     async def create_checkpoint(self, container_id, options, checkpoint_dir=""):
         """

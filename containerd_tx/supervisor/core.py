@@ -20,15 +20,11 @@ from containerd_tx.errors import (
     NotFound,
 )
 from containerd_tx.events import OOM, START_CONTAINER
-from containerd_tx.metrics.registry import (
-    CONTAINER_CREATE_TIME,
-    CONTAINER_START_TIME,
-    CONTAINER_STATS_TIME,
-    Metrics,
-)
+from containerd_tx.metrics.registry import CONTAINER_CREATE_TIME, CONTAINER_START_TIME, CONTAINER_STATS_TIME
 from containerd_tx.model import CREATING, INIT, RUNNING, Container, Process
 from containerd_tx.stats import read_stats
 from containerd_tx.supervisor.checkpoints import checkpoint_root, read_checkpoint
+from containerd_tx.supervisor.shared import SharedState
 
 log = Logger()
 
@@ -74,15 +70,17 @@ def read_machine():
     return Machine(cpus=os.cpu_count() or 1, memory=memory)
 
 
-class SupervisorCore:
+class SupervisorCore(SharedState):
     """
     Owns every container; all methods run in the reactor thread. The tasks of other kinds live in their own
-    modules (exits, recovery, exec, update) and are mixed in by L{containerd_tx.supervisor.Supervisor}.
+    modules (exits, recovery, exec, update) and are mixed in by L{containerd_tx.supervisor.Supervisor}; what
+    they share is declared by L{SharedState}.
 
-    @param reactor: the reactor (injected; tests use a fake).
+    @param reactor: the reactor (injected; tests use a L{twisted.internet.task.Clock}).
     @param store: L{containerd_tx.state_store.StateStore}.
     @param events: L{containerd_tx.events.EventLog}.
-    @param monitor: the monitor client (exits arrive through its C{on_exit}).
+    @param monitor: the L{containerd_tx.runtime.monitor_seam.IMonitor}; exits arrive through its C{on_exit},
+        which whoever builds the supervisor points at L{handle_exit}.
     @param runtime_factory: C{name -> IRuntime} for names other than the default (None to refuse them).
     @param default_runtime: the L{IRuntime} used when a request names none.
     @param concurrency: how many runtime starts may run at once.
@@ -94,40 +92,18 @@ class SupervisorCore:
 
     def __init__(self, reactor, store, events, monitor, default_runtime, runtime_factory=None,
                  concurrency=10, start_timeout=30.0, sockets_dir=None, metrics=None, machine=None, oom=None):
-        self._reactor = reactor
-        self.store = store
-        self.events = events
-        self.monitor = monitor
+        super().__init__(reactor, store, events, monitor, metrics, oom, start_timeout)
         self.default_runtime = default_runtime
         self._runtimes = {default_runtime.name: default_runtime}
         self._runtime_factory = runtime_factory
         self._starts = defer.DeferredSemaphore(concurrency)
-        self.start_timeout = start_timeout
         self._sockets_dir = sockets_dir
         self._socket_counter = 0
         self._short_sockets_dir = None
-        self.metrics = metrics if metrics is not None else Metrics(reactor)
-        #: L{containerd_tx.oom.OomWatcher} unless --no-oom-notify, else None.
-        self.oom = oom
         self.machine = machine or read_machine()
         self._mounts = None
-        #: container id -> Container; includes containers still being created.
-        self.containers = {}
-        #: container id -> Container whose init has exited: no longer listed (as containerd 0.2.9 removes a
-        #: container before it reports the exit), still being deleted from the runtime.
-        self._ending = {}
-        #: container id -> Deferreds fired once that container is completely gone (a create of the same id
-        #: waits for them).
-        self._ended_waiters = {}
         #: container id -> DeferredLock held by an exec, pause or resume of it (see L{_transitions}).
         self._transition_locks = {}
-        #: (container id, process id) -> exit record that arrived before its process was known to be started.
-        self._early_exits = {}
-        #: (container id, process id) -> Deferred fired when that process's exit has been handled.
-        self._exit_waiters = {}
-        #: (container id, process id) of exits being handled now.
-        self._exiting = set()
-        monitor.on_exit = self.handle_exit
 
     # Per-container serialisation.
 

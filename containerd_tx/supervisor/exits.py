@@ -129,7 +129,7 @@ class ExitHandling:
             except ProcessLookupError:
                 pass
         if waiting:
-            everything = defer.DeferredList(waiting)
+            everything = defer.DeferredList(waiting, consumeErrors=True)
             everything.addTimeout(EXEC_REAP_TIMEOUT, self._reactor)
             try:
                 await everything

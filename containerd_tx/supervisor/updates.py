@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_update -*-
+# -*- test-case-name: tests.unit.test_supervisor,tests.integration.test_update -*-
 """
 Pause, resume and live resource updates of running containers.
 """
@@ -17,7 +17,10 @@ log = Logger()
 
 
 class Updates:
-    """Supervisor tasks that change running containers (mixed into L{containerd_tx.supervisor.Supervisor})."""
+    """
+    Supervisor tasks that change running containers (mixed into L{containerd_tx.supervisor.Supervisor}; the state
+    they share with the other tasks is L{containerd_tx.supervisor.shared.SharedState}).
+    """
 
     async def set_status(self, container_id, status):
         """
