@@ -78,7 +78,9 @@ def filesystem_type(path):
     """The type of the filesystem holding C{path} (ext4, tmpfs, ...), as C{findmnt} names it."""
     out = subprocess.run(["findmnt", "--noheadings", "--output", "FSTYPE", "--target", path],
                          capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+    # Over-mounted paths list several lines; the last is the one in effect.
+    lines = out.stdout.split()
+    return lines[-1] if lines else "unknown"
 
 
 def become_subreaper():
@@ -266,6 +268,54 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def proc_cpu_split(pid):
+    """
+    CPU seconds of a process: C{(own, children)}. C{own} is utime + stime of all its threads, live and ended
+    (the C{/proc/<pid>/stat} totals); C{children} is cutime + cstime, the CPU of the children it has waited
+    for (for the monitor: every runtime command it spawned and reaped). (0.0, 0.0) once it is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    return ((int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+            (int(fields[13]) + int(fields[14])) / CLOCK_TICKS)
+
+
+def proc_task_cpu(pid):
+    """
+    utime + stime of each live thread of a process, from C{/proc/<pid>/task/*/stat}: C{{tid: seconds}}. The
+    main thread (tid == pid) is the reactor in the daemon.
+    """
+    seconds = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return seconds
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # that thread ended
+        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
+def machine_busy(window=1.0):
+    """
+    How busy the machine is now: C{(load1, idle)}, the 1-minute load average and the fraction of all CPU
+    time that was idle over C{window} seconds.
+    """
+    idle0, total0 = _cpu_times()
+    time.sleep(window)
+    idle1, total1 = _cpu_times()
+    with open("/proc/loadavg") as f:
+        load1 = float(f.read().split()[0])
+    return load1, ((idle1 - idle0) / (total1 - total0) if total1 > total0 else 1.0)
+
+
 def proc_children(pid):
     """Pids of the direct children of a process (every thread's children)."""
     children = []
@@ -354,6 +404,7 @@ def kill_all_containers(stub, concurrency=10, timeout=600):
 __all__ = [
     "BenchDaemon", "print_timer", "summary", "sleeper_bundle", "filesystem_type", "signal", "proc_memory", "proc_fds", "proc_threads",
     "proc_cpu_seconds", "proc_children", "load_average", "create_containers", "kill_all_containers",
+    "proc_cpu_split", "proc_task_cpu", "machine_busy", "settle",
 ]
 
 

@@ -4,11 +4,17 @@ Start throughput: N containers started through the daemon by a gRPC client at co
 bundles started by the raw runtime (`runc run -d`), rounds alternating, in one run on one machine.
 
     python3 bench/start_throughput.py                 # N=200, C=10, runc, 1 round of each
-    python3 bench/start_throughput.py -n 1000 --rounds 3 --runtime crun
-    python3 bench/start_throughput.py --rounds 3 --dir /dev/shm    # state on a tmpfs, as /run on systemd hosts
+    python3 bench/start_throughput.py --runs 3 --rounds 3 --dir /dev/shm    # state on a tmpfs, as /run
+    python3 bench/start_throughput.py --count 1000 --all-at-once --runs 3  # the seed's headline shape
+    python3 bench/start_throughput.py --runtime "$PWD/contrib/crun-hybrid" --runs 3 --rounds 3
 
-Prints containers/sec and start-time percentiles for both, the ratios daemon/raw, and teardown times; the
-last line is a one-line summary.
+Prints, for each run (of --rounds alternating rounds of each side), the containers/sec of both, the ratios
+daemon/raw, and the CPU per start: the daemon's and the monitor's own (from /proc/<pid>/stat and
+/proc/<pid>/task/*/stat before and after the starts) and the runtime's (the CPU of the runtime processes: the
+monitor's reaped children through the daemon, this script's reaped children raw). Then the start-time
+percentiles of both sides in the seed's layout, every run's ratios and their medians, and a one-line summary.
+Before each round it waits for a quiet machine and prints the load; a round that starts busy is flagged, and
+the summary warns that its ratios are skewed.
 """
 
 import argparse
@@ -24,27 +30,45 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    BenchDaemon, filesystem_type, kill_all_raw, print_timer, raw_runtime_root, reap_children, settle,
-    sleeper_bundle, summary,
+    BenchDaemon, filesystem_type, kill_all_raw, machine_busy, print_timer, proc_cpu_split, proc_task_cpu,
+    raw_runtime_root, reap_children, sleeper_bundle, summary,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
 
+#: A round that starts with less of the CPU time idle than this is flagged busy.
+BUSY_IDLE = 0.8
+#: Unary calls the daemon serves at once by default (grpc_server: --max-subscribers 128 + 32 unary workers);
+#: beyond that it answers RESOURCE_EXHAUSTED, so an all-at-once client keeps at most this many in flight.
+DAEMON_CALL_SLOTS = 150
 
-def run_parallel(n, concurrency, start_one):
-    """Start n containers with `concurrency` workers; return (wall seconds, per-start seconds)."""
+
+def median(values):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def run_parallel(n, concurrency, start_one, from_burst=False):
+    """
+    Start n containers with `concurrency` workers; return (wall seconds, per-start seconds). With
+    C{from_burst}, each start is timed from the moment all n were asked for (the burst), queueing included.
+    """
     durations = [0.0] * n
     errors = []
+    burst = [0.0]
 
     def one(i):
-        started = time.perf_counter()
+        started = burst[0] if from_burst else time.perf_counter()
         try:
             start_one(i)
         except Exception as e:  # a failed start is reported, never hidden
             errors.append(f"{i}: {e}")
         durations[i] = time.perf_counter() - started
 
-    wall_start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        burst[0] = wall_start = time.perf_counter()
         list(pool.map(one, range(n)))
     wall = time.perf_counter() - wall_start
     if errors:
@@ -52,13 +76,35 @@ def run_parallel(n, concurrency, start_one):
     return wall, durations
 
 
-def daemon_round(daemon, bundle, n, concurrency, tag):
+class CpuWindow:
+    """CPU seconds of the daemon (all threads, and its reactor thread), the monitor and its reaped children."""
+
+    def __init__(self, daemon):
+        self.daemon_pid = daemon.process.pid
+        self.monitor_pid = daemon.monitor_pid()
+
+    def sample(self):
+        own, _ = proc_cpu_split(self.daemon_pid)
+        reactor = proc_task_cpu(self.daemon_pid).get(self.daemon_pid, 0.0)
+        monitor, runtime = proc_cpu_split(self.monitor_pid) if self.monitor_pid else (0.0, 0.0)
+        return {"daemon": own, "reactor": reactor, "monitor": monitor, "runtime": runtime}
+
+    @staticmethod
+    def delta(before, after):
+        return {key: after[key] - before[key] for key in before}
+
+
+def daemon_round(daemon, bundle, n, concurrency, tag, from_burst):
     stub = daemon.stub
+    window = CpuWindow(daemon)
 
     def start(i):
-        stub.CreateContainer(pb.CreateContainerRequest(id=f"{tag}-{i}", bundlePath=bundle), timeout=300)
+        stub.CreateContainer(pb.CreateContainerRequest(id=f"{tag}-{i}", bundlePath=bundle), timeout=600)
 
-    wall, durations = run_parallel(n, concurrency, start)
+    before = window.sample()
+    wall, durations = run_parallel(n, concurrency, start, from_burst)
+    time.sleep(0.3)  # what the starts left the daemon to do (records, events) is part of their cost
+    cpu = CpuWindow.delta(before, window.sample())
     # Teardown through the API: SIGKILL every init and wait until the daemon has forgotten them all.
     events = stub.Events(pb.EventsRequest())
     exited = set()
@@ -79,7 +125,7 @@ def daemon_round(daemon, bundle, n, concurrency, tag):
     watcher.start()
     time.sleep(0.2)
     down_start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+    with ThreadPoolExecutor(max_workers=min(concurrency, 100)) as pool:
         list(pool.map(lambda i: stub.Signal(pb.SignalRequest(id=f"{tag}-{i}", pid="init", signal=9), timeout=60),
                       range(n)))
     done.wait(300)
@@ -87,10 +133,10 @@ def daemon_round(daemon, bundle, n, concurrency, tag):
         time.sleep(0.05)
     teardown = time.perf_counter() - down_start
     events.cancel()
-    return wall, durations, teardown
+    return wall, durations, teardown, cpu
 
 
-def raw_round(runtime, root, bundle, n, concurrency, tag):
+def raw_round(runtime, root, bundle, n, concurrency, tag, from_burst):
     devnull = os.open(os.devnull, os.O_RDWR)
 
     def start(i):
@@ -98,75 +144,161 @@ def raw_round(runtime, root, bundle, n, concurrency, tag):
         subprocess.run([runtime, "--root", root, "run", "-d", "--bundle", bundle, f"{tag}-{i}"],
                        stdin=devnull, stdout=devnull, stderr=devnull, check=True)
 
-    wall, durations = run_parallel(n, concurrency, start)
+    before = os.times()
+    wall, durations = run_parallel(n, concurrency, start, from_burst)
+    after = os.times()
+    cpu = {"runtime": (after.children_user + after.children_system)
+           - (before.children_user + before.children_system)}
     down_start = time.perf_counter()
 
     def stop(i):
         subprocess.run([runtime, "--root", root, "delete", "--force", f"{tag}-{i}"], capture_output=True)
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+    with ThreadPoolExecutor(max_workers=min(concurrency, 20)) as pool:
         list(pool.map(stop, range(n)))
     reap_children()
     teardown = time.perf_counter() - down_start
     os.close(devnull)
-    return wall, durations, teardown
+    return wall, durations, teardown, cpu
+
+
+def wait_quiet(limit):
+    """
+    Wait (at most C{limit} seconds) until at least 90% of the CPU time is idle; return (load1, idle) of the
+    last look, so that a round that starts on a busy machine can be flagged instead of trusted.
+    """
+    deadline = time.monotonic() + limit
+    while True:
+        load, idle = machine_busy(0.5)
+        if idle >= 0.9 or time.monotonic() >= deadline:
+            return load, idle
+
+
+def ms(seconds, n):
+    return seconds / n * 1000
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("-n", "--count", type=int, default=200, help="containers per round (default 200)")
     parser.add_argument("-c", "--concurrency", type=int, default=10, help="starts at once (default 10)")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of each (daemon, raw), alternating")
+    parser.add_argument("--all-at-once", action="store_true",
+                        help="the seed's headline shape: all --count containers asked for at once (raw: one "
+                             f"thread each; daemon: at most {DAEMON_CALL_SLOTS} calls in flight, what its "
+                             "gRPC server takes at once); start times counted from the burst")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of each (daemon, raw) per run, alternating")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs of --rounds rounds each; every run's ratios and their median are printed")
     parser.add_argument("--runtime", default="runc", help="runc or crun (default runc)")
     parser.add_argument("--daemon-concurrency", type=int, default=None,
-                        help="the daemon's --concurrency (default: same as -c)")
+                        help="the daemon's --concurrency (default: same as -c; 10, its default, with --all-at-once)")
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="seconds to wait at most for a quiet machine before each round (default 15)")
     parser.add_argument("--dir", default=None,
                         help="where the state dir, both runtime roots and the bundle go (default: $TMPDIR or /tmp); "
                              "a tmpfs such as /dev/shm matches /run, the default of both, on a systemd host")
     args = parser.parse_args()
+    n = args.count
+    if args.all_at_once:
+        raw_c, daemon_c = n, min(n, DAEMON_CALL_SLOTS)
+        daemon_concurrency = args.daemon_concurrency or 10
+        shape = f"N={n} all at once"
+    else:
+        raw_c = daemon_c = args.concurrency
+        daemon_concurrency = args.daemon_concurrency or args.concurrency
+        shape = f"N={n} C={args.concurrency}"
 
-    daemon = BenchDaemon.start_new(args=["--concurrency", str(args.daemon_concurrency or args.concurrency)],
+    daemon = BenchDaemon.start_new(args=["--concurrency", str(daemon_concurrency)],
                                    runtime=args.runtime, parent=args.dir)
     fs_type = filesystem_type(daemon.workdir)
-    print(f"working in {daemon.workdir} ({fs_type}), {os.cpu_count()} CPUs", flush=True)
+    print(f"working in {daemon.workdir} ({fs_type}), {os.cpu_count()} CPUs, {shape}, daemon --concurrency "
+          f"{daemon_concurrency}, {args.runs} run(s) of {args.rounds} round(s) of each", flush=True)
+    runs = []
+    busy_rounds = []
     try:
         bundle = sleeper_bundle(daemon.workdir)
         raw_root = raw_runtime_root(daemon.workdir, args.runtime)
-        results = {"daemon": [], "raw": []}
-        rounds = {
-            "daemon": lambda r: daemon_round(daemon, bundle, args.count, args.concurrency, f"d{r}"),
-            "raw": lambda r: raw_round(args.runtime, raw_root, bundle, args.count, args.concurrency, f"r{r}"),
+        sides = {
+            "daemon": lambda tag: daemon_round(daemon, bundle, n, daemon_c, tag, args.all_at_once),
+            "raw": lambda tag: raw_round(args.runtime, raw_root, bundle, n, raw_c, tag, args.all_at_once),
         }
-        for r in range(args.rounds):
-            # Each round starts on a quiet machine, and who goes first alternates: neither side pays more often
-            # for the kernel's teardown of the round before.
-            for kind in (("daemon", "raw") if r % 2 == 0 else ("raw", "daemon")):
-                settle()
-                results[kind].append(rounds[kind](r))
-            print(f"round {r + 1}: daemon {args.count / results['daemon'][-1][0]:.1f}/s, "
-                  f"raw {args.count / results['raw'][-1][0]:.1f}/s", flush=True)
+        for run in range(args.runs):
+            results = {"daemon": [], "raw": [], "load": []}
+            for r in range(args.rounds):
+                # Each round starts on a quiet machine (or is flagged), and who goes first alternates: neither
+                # side pays more often for the kernel's teardown of the round before.
+                for kind in (("daemon", "raw") if (run * args.rounds + r) % 2 == 0 else ("raw", "daemon")):
+                    load, idle = wait_quiet(args.settle)
+                    results["load"].append((load, idle))
+                    flag = ""
+                    if idle < BUSY_IDLE:
+                        flag = "  BUSY: the machine was not quiet; this round's figures are skewed"
+                        busy_rounds.append((run + 1, r + 1, kind, load, idle))
+                    print(f"run {run + 1} round {r + 1} {kind}: load {load:.2f}, {idle:.0%} idle before{flag}",
+                          flush=True)
+                    results[kind].append(sides[kind](f"{kind[0]}{run}x{r}"))
+                print(f"run {run + 1} round {r + 1}: daemon {n / results['daemon'][-1][0]:.1f}/s, "
+                      f"raw {n / results['raw'][-1][0]:.1f}/s", flush=True)
+            runs.append(report_run(run, results, n))
     finally:
         kill_all_raw(args.runtime, raw_runtime_root(daemon.workdir, args.runtime))
         daemon.destroy()
 
-    report = {}
-    for kind, rounds in results.items():
-        rates = sorted(args.count / wall for wall, _, _ in rounds)
-        durations = [d for _, ds, _ in rounds for d in ds]
-        teardown = sorted(t for _, _, t in rounds)
-        report[kind] = (rates[len(rates) // 2], summary(durations), teardown[len(teardown) // 2])
-        print(f"\n{kind} ({args.runtime}{' through containerd-tx' if kind == 'daemon' else ' run -d'}): "
-              f"{report[kind][0]:.1f} containers/sec (median of {len(rates)} rounds), "
-              f"teardown of {args.count} {report[kind][2]:.2f}s")
-        print_timer("container-start-time", report[kind][1])
-    d_rate, d_stats, _ = report["daemon"]
-    r_rate, r_stats, _ = report["raw"]
-    print(f"\nratios daemon/raw: throughput {d_rate / r_rate:.2f}, median {d_stats['median'] / r_stats['median']:.2f},"
-          f" p99 {d_stats['99%'] / r_stats['99%']:.2f}")
-    print(f"containers/sec {d_rate:.1f} raw {r_rate:.1f} ratio {d_rate / r_rate:.2f} "
-          f"p99 {d_stats['99%'] * 1000:.0f}ms raw-p99 {r_stats['99%'] * 1000:.0f}ms "
-          f"p99-ratio {d_stats['99%'] / r_stats['99%']:.2f} (N={args.count} C={args.concurrency} {args.runtime}, "
-          f"{fs_type})")
+    print()
+    for kind in ("daemon", "raw"):
+        durations = [d for run in runs for d in run["durations"][kind]]
+        print(f"{kind} ({args.runtime}{' through containerd-tx' if kind == 'daemon' else ' run -d'}): "
+              f"{median([run['rate'][kind] for run in runs]):.1f} containers/sec (median of {len(runs)} runs), "
+              f"teardown of {n} {median([run['teardown'][kind] for run in runs]):.2f}s")
+        print_timer("container-start-time", summary(durations))
+    throughput = [run["throughput"] for run in runs]
+    p99 = [run["p99"] for run in runs]
+    cpu = {key: median([run["cpu"][key] for run in runs]) for key in runs[0]["cpu"]}
+    print(f"\nper run: throughput ratio {', '.join(f'{x:.2f}' for x in throughput)} (median {median(throughput):.2f});"
+          f" p99 ratio {', '.join(f'{x:.2f}' for x in p99)} (median {median(p99):.2f})")
+    print(f"CPU per start (median of runs): daemon {cpu['daemon']:.2f} ms (reactor {cpu['reactor']:.2f}) + monitor "
+          f"{cpu['monitor']:.2f} ms = {cpu['daemon'] + cpu['monitor']:.2f} ms; runtime {cpu['runtime']:.2f} ms "
+          f"through the daemon, {cpu['raw_runtime']:.2f} ms raw")
+    loads = [load for run in runs for load, _ in run["load"]]
+    print(f"load before rounds: {min(loads):.2f}–{max(loads):.2f}")
+    if busy_rounds:
+        print(f"WARNING: {len(busy_rounds)} of {2 * args.rounds * args.runs} rounds started on a busy machine "
+              f"(less than {BUSY_IDLE:.0%} idle: "
+              + ", ".join(f"run {ru} round {ro} {k} load {lo:.2f} {i:.0%} idle" for ru, ro, k, lo, i in busy_rounds[:6])
+              + ("..." if len(busy_rounds) > 6 else "") + "); the ratios are skewed by the other work")
+    d_rate = median([run["rate"]["daemon"] for run in runs])
+    r_rate = median([run["rate"]["raw"] for run in runs])
+    busy = f", BUSY {len(busy_rounds)}/{2 * args.rounds * args.runs} rounds" if busy_rounds else ""
+    print(f"containers/sec {d_rate:.1f} raw {r_rate:.1f} ratio {median(throughput):.2f} "
+          f"p99-ratio {median(p99):.2f} cpu/start daemon+monitor {cpu['daemon'] + cpu['monitor']:.2f}ms "
+          f"runtime {cpu['runtime']:.2f}ms raw {cpu['raw_runtime']:.2f}ms ({shape} {os.path.basename(args.runtime)}, "
+          f"{fs_type}, {len(runs)} runs of {args.rounds}, load {min(loads):.2f}–{max(loads):.2f}{busy})")
+
+
+def report_run(run, results, n):
+    """One run's figures (rates are medians of its rounds; ratios from this run alone), printed."""
+    rate, durations, teardown = {}, {}, {}
+    for kind in ("daemon", "raw"):
+        rate[kind] = median([n / wall for wall, _, _, _ in results[kind]])
+        durations[kind] = [d for _, ds, _, _ in results[kind] for d in ds]
+        teardown[kind] = median([t for _, _, t, _ in results[kind]])
+    starts = n * len(results["daemon"])
+    cpu = {key: ms(sum(c[key] for _, _, _, c in results["daemon"]), starts)
+           for key in ("daemon", "reactor", "monitor", "runtime")}
+    cpu["raw_runtime"] = ms(sum(c["runtime"] for _, _, _, c in results["raw"]), n * len(results["raw"]))
+    d_stats, r_stats = summary(durations["daemon"]), summary(durations["raw"])
+    throughput = rate["daemon"] / rate["raw"]
+    p99 = d_stats["99%"] / r_stats["99%"]
+    loads = results["load"]
+    print(f"run {run + 1}: daemon {rate['daemon']:.1f}/s raw {rate['raw']:.1f}/s, throughput ratio {throughput:.2f},"
+          f" p99 {d_stats['99%'] * 1000:.0f}ms raw {r_stats['99%'] * 1000:.0f}ms ratio {p99:.2f}, median ratio "
+          f"{d_stats['median'] / r_stats['median']:.2f}; CPU per start: daemon {cpu['daemon']:.2f} ms (reactor "
+          f"{cpu['reactor']:.2f}) + monitor {cpu['monitor']:.2f} ms = {cpu['daemon'] + cpu['monitor']:.2f} ms, "
+          f"runtime {cpu['runtime']:.2f} ms (raw {cpu['raw_runtime']:.2f} ms); load "
+          f"{min(lo for lo, _ in loads):.2f}–{max(lo for lo, _ in loads):.2f}, idle "
+          f"{min(i for _, i in loads):.0%}–{max(i for _, i in loads):.0%} before its rounds", flush=True)
+    return {"rate": rate, "durations": durations, "teardown": teardown, "cpu": cpu, "throughput": throughput,
+            "p99": p99, "load": loads}
 
 
 if __name__ == "__main__":
