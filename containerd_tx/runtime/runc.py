@@ -26,6 +26,10 @@ class CheckpointFailed(FailedPrecondition):
     """CRIU could not dump the container in its present state; the container is left as it was."""
 
 
+#: crun wrappers whose `run -d --pid-file` returns only once the init is the caller's (the monitor's) child.
+ONE_STEP_CRUN = frozenset({"crun-hybrid"})
+
+
 @implementer(IRuntime)
 class RuncRuntime:
     """
@@ -52,9 +56,11 @@ class RuncRuntime:
         self.max_starts_in_flight = 0
         #: Log every command line run, with its duration (--debug).
         self.debug = debug
-        #: crun's `run -d` may itself reap a container that exits at once, so that nobody learns its status;
-        #: `create` then `start` makes the monitor the init's parent before it runs.
-        self.two_step_start = name.startswith("crun")
+        #: crun's `run -d` returns while the init may still be the child of a short-lived helper of crun's, so
+        #: the monitor could look for it before it is reparented and lose its exit status; `create` then
+        #: `start` makes the monitor the init's parent before it runs. contrib/crun-hybrid's `run -d` returns
+        #: only once the init has left that helper, so it starts in one step (see L{ONE_STEP_CRUN}).
+        self.two_step_start = name.startswith("crun") and name not in ONE_STEP_CRUN
 
     def _argv(self, global_args, *command):
         args = self._global_args + list(global_args)
