@@ -29,7 +29,7 @@ from containerd_tx.metrics.registry import (
 from containerd_tx.metrics.stdout import IDLE_LIMIT, StdoutReporter
 from containerd_tx.model import CREATING
 from containerd_tx.oom import OomWatcher
-from containerd_tx.monitor import hardening
+from containerd_tx.monitor import hardening, takeover
 from containerd_tx.monitor.client import MonitorClient
 from containerd_tx.runtime.runc import RuncRuntime
 from containerd_tx.state_store import MEMORY_FILESYSTEMS, OrderedWriter, StateStore, filesystem_type
@@ -70,6 +70,7 @@ class ContainerdService(service.MultiService):
         self._events = None
         self._writer = None
         self._protection = None
+        self._subreaper = False
 
     def startService(self):
         """
@@ -87,6 +88,9 @@ class ContainerdService(service.MultiService):
             self._protection = hardening.protect()
         except hardening.LimitTooLow as e:
             raise StartupError(str(e))
+        # A dead monitor's processes are re-parented to the daemon, which reaps them with their true status
+        # while a new monitor takes over their stdio (see containerd_tx.monitor.takeover).
+        self._subreaper = takeover.become_subreaper()
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
         self._state_lock = os.open(os.path.join(self.state_dir, "containerd.lock"),
@@ -130,6 +134,7 @@ class ContainerdService(service.MultiService):
         self.monitor = await MonitorClient.connect(self.reactor, self.state_dir,
                                                    monitor_args=self._protection.monitor_args())
         self.monitor.on_lost = self._monitor_lost
+        self.monitor.survive = self._subreaper
         # A stopped or hung monitor: calls needing it fail with DEADLINE_EXCEEDED within the start timeout.
         self.monitor.timeout = self.config["start-timeout"]
         log.info("monitor process {pid} watches the containers", pid=self.monitor.monitor_pid)
@@ -223,8 +228,8 @@ class ContainerdService(service.MultiService):
         return self._make_runtime(name, path, self.config["runtime-args"])
 
     def _monitor_lost(self, reason):
-        log.critical("the monitor process went away ({reason}); stopping: containers keep running and the "
-                     "next daemon start adopts them", reason=reason)
+        log.critical("the monitor process went away and no new one could take over ({reason}); stopping: "
+                     "containers keep running and the next daemon start adopts them", reason=reason)
         if self.running and self._on_fatal is not None:
             self._on_fatal("monitor process lost")
 

@@ -14,19 +14,24 @@ import os
 import signal
 import sys
 import time
-from collections import namedtuple
+from collections import deque, namedtuple
 
 from twisted.internet import defer, error
 from twisted.internet.endpoints import UNIXClientEndpoint
+from twisted.internet.interfaces import IFileDescriptorReceiver
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from containerd_tx.errors import DeadlineExceeded
+from containerd_tx.errors import DeadlineExceeded, Unavailable
+from containerd_tx.monitor import takeover
 from containerd_tx.runtime.monitor_seam import IMonitor
 from containerd_tx.unix_path import reachable
+
+#: The monitor protocol this daemon speaks (see C{monitord.py}).
+PROTOCOL = 2
 
 #: Path of the monitor script, run as C{python -S MONITORD_PATH}.
 MONITORD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitord.py")
@@ -41,10 +46,14 @@ class MonitorError(Exception):
     """
 
 
-class MonitorLost(MonitorError):
+class MonitorLost(MonitorError, Unavailable):
     """
-    The connection to the monitor ended before the reply came.
+    The connection to the monitor ended before the reply came (the API says UNAVAILABLE: a request in
+    flight when the monitor dies has an unknown outcome; a new monitor takes over, and a retry works).
     """
+
+    def __init__(self, message):
+        MonitorError.__init__(self, message)
 
 
 class MonitorTimeout(DeadlineExceeded):
@@ -113,9 +122,11 @@ class Spawn:
         self.result.errback(failure)
 
 
+@implementer(IFileDescriptorReceiver)
 class _MonitorConnection(Protocol):
     """
-    Newline-delimited JSON framing; lines go to the L{MonitorClient}.
+    Newline-delimited JSON framing; lines go to the L{MonitorClient}.  File descriptors (SCM_RIGHTS) are
+    queued in order: a message says how many of them are its own.
     """
 
     client = None
@@ -124,6 +135,18 @@ class _MonitorConnection(Protocol):
         self._partial = []
         self.closed = False
         self._lost_waiters = []
+        self.fds_in = deque()
+
+    def fileDescriptorReceived(self, fd):
+        takeover.set_cloexec(fd)
+        self.fds_in.append(fd)
+
+    def take_fds(self, count):
+        """The next C{count} fds received (fewer if fewer came: then the queue is emptied)."""
+        taken = []
+        while self.fds_in and len(taken) < count:
+            taken.append(self.fds_in.popleft())
+        return taken
 
     def whenLost(self):
         """
@@ -165,6 +188,8 @@ class _MonitorConnection(Protocol):
 
     def connectionLost(self, reason):
         self.closed = True
+        while self.fds_in:
+            os.close(self.fds_in.popleft())
         if self.client is not None:
             self.client._connectionLost(reason)
         waiters, self._lost_waiters = self._lost_waiters, []
@@ -317,6 +342,19 @@ class MonitorClient:
         #: exit records the monitor could not write to disk (hello); see L{exit_handled}.
         self.exits = []
         self.monitor_process = None
+        #: the daemon's copy of every stdio fd the monitor holds (see L{takeover}).
+        self.fdstore = takeover.FdStore()
+        #: replace a monitor that dies (the daemon must be its child subreaper) instead of calling on_lost.
+        self.survive = False
+        #: True from a monitor's death until its successor has taken over; requests wait meanwhile.
+        self.recovering = False
+        self._queued = []
+        self.foster = takeover.Foster(reactor)
+        #: one C{(seconds without a monitor, fd sets handed over)} per takeover.
+        self.takeovers = []
+        self._connect_args = (sys.executable, None, 10.0, ())
+        self._monitor_pidfd = None
+        self.protocol = None
 
     @classmethod
     def connect(cls, reactor, state_dir, python=sys.executable, idle_exit=None, timeout=10.0, monitor_args=()):
@@ -339,7 +377,7 @@ class MonitorClient:
         )
 
     @classmethod
-    async def _connect(cls, reactor, state_dir, python, idle_exit, timeout, monitor_args=()):
+    async def _connect(cls, reactor, state_dir, python, idle_exit, timeout, monitor_args=(), into=None):
         deadline = reactor.seconds() + timeout
         sock_path = os.path.join(state_dir, "monitor.sock")
         started = None
@@ -355,7 +393,12 @@ class MonitorClient:
             except error.ConnectError as e:
                 problem = "cannot connect to %s: %s" % (sock_path, e)
             if connection is not None:
-                client = cls(reactor, connection, state_dir)
+                if into is None:
+                    client = cls(reactor, connection, state_dir)
+                    client._connect_args = (python, idle_exit, timeout, monitor_args)
+                else:
+                    client = into
+                    client._attach(connection)
                 client.monitor_process = started
                 try:
                     await client._hello()
@@ -386,12 +429,30 @@ class MonitorClient:
         raise MonitorError("cannot reach the monitor of %s: %s" % (state_dir, problem))
 
     async def _hello(self):
-        reply = await self._request({"op": "hello"})
+        reply = await self._request({"op": "hello"}, force=True)
         self.monitor_pid = reply["pid"]
         self.processes = reply.get("processes", [])
         self.exits = reply.get("exits", [])
-        if reply.get("protocol") != 1:
+        self.protocol = reply.get("protocol")
+        if self.protocol != PROTOCOL:
             log.warn("monitor speaks protocol {p}", p=reply.get("protocol"))
+        if self._monitor_pidfd is not None:
+            os.close(self._monitor_pidfd)
+            self._monitor_pidfd = None
+        try:
+            # Readable once the monitor has exited, and then its children are ours.
+            self._monitor_pidfd = os.pidfd_open(self.monitor_pid)
+        except OSError:
+            pass
+
+    def _attach(self, connection):
+        """Go on with a new connection (to the monitor that took over)."""
+        self._connection = connection
+        connection.client = self
+        self._connected = True
+        self._disconnecting = False
+        self.hung = False
+        self._last_heard = self._reactor.seconds()
 
     # Requests ----------------------------------------------------------------
 
@@ -405,7 +466,12 @@ class MonitorClient:
         self._connection.send(message)
         return self._tag
 
-    def _request(self, message):
+    def _request(self, message, force=False):
+        if self.recovering and not force:
+            # A new monitor is taking over: sent to it in a moment.
+            d = defer.Deferred()
+            self._queued.append((message, d))
+            return d
         if not self._connected:
             return defer.fail(MonitorLost("not connected to the monitor"))
         if self.hung:
@@ -502,16 +568,23 @@ class MonitorClient:
             "register": None if register is None else dict(register),
             "console_socket": console_socket,
         }
+        if self.recovering:
+            spawn = Spawn(self, None)
+            self._queued.append((message, spawn))
+            return spawn
         if not self._connected or self.hung:
             spawn = Spawn(self, None)
             spawn._lost(Failure(MonitorLost("not connected to the monitor") if not self._connected
                                 else self._timeout_error()))
             return spawn
-        if register is not None and self.timeout is not None:
+        return self._send_spawn(message, Spawn(self, None))
+
+    def _send_spawn(self, message, spawn):
+        if message.get("register") is not None and self.timeout is not None:
             # Finished after this, the daemon has given up on it: the monitor kills what it started.
             message["expires_ns"] = time.monotonic_ns() + int((self.timeout + 1.0) * 1e9)
-        tag = self._send(message)
-        spawn = self._spawns[tag] = Spawn(self, tag)
+        spawn.tag = self._send(message)
+        self._spawns[spawn.tag] = spawn
         return spawn
 
     def resize(self, container, process, width, height):
@@ -571,7 +644,21 @@ class MonitorClient:
     def _message(self, message):
         self._heard()
         event = message.get("event")
+        if event == "fds":
+            names = message.get("names") or []
+            fds = self._connection.take_fds(len(names))
+            if len(fds) < len(names):
+                log.error("monitor sent {n} fds for {c}/{p}, {k} came (open files limit?): its stdio would not "
+                          "survive the monitor", n=len(names), k=len(fds), c=message.get("container"),
+                          p=message.get("process"))
+                message = dict(message, names=names[:len(fds)], ids=(message.get("ids") or [])[:len(fds)])
+            self.fdstore.add(message, fds)
+            return
+        if event == "released":
+            self.fdstore.released(message.get("set"), message.get("names") or [])
+            return
         if event == "exit":
+            self.fdstore.exited(message.get("container"), message.get("process"), message.get("pid"))
             if self.on_exit is not None:
                 try:
                     self.on_exit(message)
@@ -620,7 +707,12 @@ class MonitorClient:
         why = "disconnected" if self._disconnecting else "connection to the monitor lost: %s" % (
             reason.getErrorMessage(),
         )
-        if not self._disconnecting:
+        if self.recovering and not self._disconnecting:
+            pass  # a monitor lost while taking over: the takeover fails or retries
+        elif not self._disconnecting and self.survive:
+            log.warn("{why}: a new monitor takes over", why=why)
+            self._start_recovery()
+        elif not self._disconnecting:
             log.warn("{why}", why=why)
             if self.on_lost is not None:
                 try:
@@ -633,3 +725,139 @@ class MonitorClient:
             d.errback(MonitorLost(why))
         for spawn in spawns.values():
             spawn._lost(Failure(MonitorLost(why)))
+
+    # Monitor death, survived (see containerd_tx.monitor.takeover) -----------------------------------------
+
+    def _start_recovery(self):
+        self.recovering = True
+        self._lost_at = self._reactor.seconds()
+        d = defer.ensureDeferred(self._recover())
+        d.addErrback(self._recovery_failed)
+
+    async def _recover(self):
+        old = self.monitor_pid
+        gone = await self._monitor_gone(2.0)
+        if gone:
+            log.warn("the container monitor (pid {pid}) died: its processes are now the daemon's children; "
+                     "starting a new monitor", pid=old)
+            self._foster_orphans()
+        else:
+            # It lives (it dropped this connection): its hello hands every fd again.
+            log.warn("the container monitor (pid {pid}) closed the connection: connecting again", pid=old)
+            self.fdstore.close_all()
+        python, idle_exit, timeout, monitor_args = self._connect_args
+        await MonitorClient._connect(self._reactor, self.state_dir, python, idle_exit, timeout, monitor_args,
+                                     into=self)
+        handed = 0
+        if gone:
+            handed = await self._hand_over()
+        self.recovering = False
+        elapsed = self._reactor.seconds() - self._lost_at
+        self.takeovers.append((elapsed, handed))
+        log.info("monitor {pid} took over {n} fd sets {t:.3f}s after the old one was lost",
+                 pid=self.monitor_pid, n=handed, t=elapsed)
+        queued, self._queued = self._queued, []
+        for message, waiter in queued:
+            if isinstance(waiter, Spawn):
+                self._send_spawn(message, waiter)
+            else:
+                self._pending[self._send(message)] = waiter
+
+    def _recovery_failed(self, failure):
+        log.failure("no monitor could take over", failure)
+        self.recovering = False
+        queued, self._queued = self._queued, []
+        for message, waiter in queued:
+            if isinstance(waiter, Spawn):
+                waiter._lost(Failure(MonitorLost("no monitor could take over")))
+            else:
+                waiter.errback(MonitorLost("no monitor could take over"))
+        if self.on_lost is not None:
+            self.on_lost(failure)
+
+    async def _monitor_gone(self, timeout):
+        """Wait until the monitor has exited (then its orphans are re-parented); False if it lives on."""
+        if self._monitor_pidfd is None:
+            stat = takeover.proc_stat(self.monitor_pid) if self.monitor_pid else None
+            return stat is None or stat[0] in "ZX"
+        pidfd, self._monitor_pidfd = self._monitor_pidfd, None
+        d = defer.Deferred()
+        reader = takeover.PidfdReader(self._reactor, os.dup(pidfd), lambda: d.called or d.callback(True))
+        os.close(pidfd)
+        timer = self._reactor.callLater(timeout, lambda: d.called or d.callback(False))
+        try:
+            return await d
+        finally:
+            reader.stop()
+            if timer.active():
+                timer.cancel()
+
+    def _deliver_exit(self, record):
+        self.fdstore.exited(record["container"], record["process"], record["pid"])
+        if self.on_exit is not None:
+            try:
+                self.on_exit(record)
+            except Exception:
+                log.failure("on_exit handler failed")
+
+    def _foster_orphans(self):
+        """
+        The monitor is gone: watch each process it had (now the daemon's children), report those that ended
+        meanwhile (from their record), and reap the strays.
+        """
+        me = os.getpid()
+        for entry in list(self.fdstore.sets.values()):
+            entry.adopt = False
+            if entry.exited:
+                continue
+            stat = takeover.proc_stat(entry.pid)
+            if stat is not None and stat[1] == me:
+                log.info("fostering {c}/{p} (pid {pid})", c=entry.container, p=entry.process, pid=entry.pid)
+                self.foster.watch(entry.pid, lambda status, t, entry=entry: defer.ensureDeferred(
+                    self._fostered_exit(entry, status, t)))
+            elif stat is None or stat[0] in "ZX":
+                record = takeover.read_record(entry.record_dir, entry.process, entry.pid)
+                if record is None:
+                    log.warn("{c}/{p} (pid {pid}) ended with the monitor, its status unrecorded: 255",
+                             c=entry.container, p=entry.process, pid=entry.pid)
+                    record = {"container": entry.container, "process": entry.process, "pid": entry.pid,
+                              "status": takeover.UNKNOWN_STATUS, "time_ns": time.time_ns(), "unknown": True}
+                entry.exited = True
+                self._deliver_exit(record)
+            else:
+                # Alive but not ours (this daemon did not start that monitor): watched by pidfd, status unknown.
+                entry.adopt = True
+        self.foster.reap_strays()
+
+    async def _fostered_exit(self, entry, status, time_ns):
+        """A fostered process ended: its output flushed by the monitor, its record written, then reported."""
+        entry.exited = True
+        if self._connected and not self.recovering:
+            try:
+                await self._request({"op": "ended", "container": entry.container, "process": entry.process,
+                                     "pid": entry.pid})
+            except Exception as e:
+                log.info("ended {c}/{p}: {e}", c=entry.container, p=entry.process, e=e)
+        record = await takeover.write_exit_record(self._reactor, entry, status, time_ns)
+        self.fdstore._maybe_drop(entry)
+        self._deliver_exit(record)
+
+    async def _hand_over(self):
+        """Give the new monitor every fd set (with the fds, over SCM_RIGHTS) and the pids it must watch."""
+        entries, fds, adopt = [], [], []
+        for entry in self.fdstore.sets.values():
+            described = entry.describe()
+            entries.append(described)
+            fds.extend(entry.fds[name] for name in described["names"])
+            if getattr(entry, "adopt", False) and not entry.exited:
+                adopt.append(entry)
+        for fd in fds:
+            self._connection.transport.sendFileDescriptor(fd)
+        await self._request({"op": "takeover", "sets": entries}, force=True)
+        for entry in adopt:
+            try:
+                await self._request({"op": "adopt", "container": entry.container, "process": entry.process,
+                                     "pid": entry.pid, "record_dir": entry.record_dir}, force=True)
+            except MonitorError as e:
+                log.warn("cannot watch {c}/{p}: {e}", c=entry.container, p=entry.process, e=e)
+        return len(entries)

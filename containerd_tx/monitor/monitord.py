@@ -23,9 +23,11 @@ What it does
 - Spawns every runtime command for the daemon (os.posix_spawn), returns
   status and captured output, and keeps a registry of live container
   processes keyed by (container id, process id).
-- When a registered process exits it drains its pty, closes its stdio
-  proxies, writes C{<record_dir>/exit-<process>.json} atomically, then
-  notifies the connected daemon.  The record is the truth while no daemon is
+- When a registered process exits (its status read with WNOWAIT: it stays a
+  zombie until its record is on disk, so a monitor killed meanwhile leaves
+  the status to the daemon, its subreaper) it drains its pty, closes its stdio
+  proxies, writes C{<record_dir>/exit-<process>.json} atomically, reaps it,
+  then notifies the connected daemon.  The record is the truth while no daemon is
   connected.  Records are written by a thread of their own, in batches, so a
   slow fsync never stalls stdio.  A record that cannot be written (ENOSPC,
   EIO) is kept in memory, handed to every daemon that says hello, retried
@@ -39,7 +41,7 @@ What it does
   registered process, no running spawn and no daemon connected; on SIGTERM or
   SIGINT it exits at once.  On exit it removes monitor.sock and monitor.pid.
 
-Wire protocol (version 1)
+Wire protocol (version 2)
 =========================
 Newline-delimited JSON objects over the unix stream socket.  Requests carry an
 integer C{tag}; replies carry the same tag and C{"ok": true}, or
@@ -47,8 +49,23 @@ C{"ok": false, "error": "<one line>"}.  Notifications carry C{"event"} and no
 tag (except C{spawned}, which names the spawn's tag).  Captured bytes are
 base64 strings (standard alphabet, padded).  All paths must be absolute.
 
-- C{{"op":"hello"}} -> C{{"pid":..,"protocol":1,"processes":[{"container",
-  "process","pid","tty"}, ...],"exits":[<exit records kept in memory>]}}
+- C{{"op":"hello"}} -> C{{"pid":..,"protocol":2,"processes":[{"container",
+  "process","pid","tty","record_dir","set","fostered"}, ...],"exits":[<exit
+  records kept in memory>]}}, then an C{fds} event per fd set.
+- Event C{{"event":"fds","set","container","process","pid","record_dir",
+  "tty","exited","fostered","names":[..],"ids":[[dev,ino],..]}} with a copy
+  of each named fd (SCM_RIGHTS, in the order of C{names}): the daemon's fd
+  store.  Sent at registration (before the spawn's reply) and after hello.
+  Names: C{stdout_src}/C{stdout_dst} (pipe read end, FIFO or file), the same
+  for stderr, C{stdin_src}/C{stdin_dst} (FIFO, pipe write end), C{master},
+  C{tty_out}, C{tty_in}.  Event C{{"event":"released","set","names"}}: the
+  monitor closed those for good; the daemon closes its copies.
+- C{{"op":"takeover","sets":[{"set","container","process","pid",
+  "record_dir","tty","exited","names"}, ...]}} with the fds (SCM_RIGHTS, in
+  order): a new monitor goes on with the stdio a dead one left.  Live ones
+  are registered as fostered: the daemon (their parent now) reaps them and
+  says C{{"op":"ended","container","process","pid"}}, and the monitor
+  flushes and closes their stdio.
 - C{{"op":"exit_handled","container","process","pid"}}: the daemon has an
   exit whose record is kept in memory; drop it.
 - C{{"op":"spawn","argv":[abs, ...],"env":{..}|null,"capture":bool,

@@ -6,6 +6,7 @@ documents the process and its wire protocol.
 """
 
 
+import array
 import binascii
 import contextlib
 import ctypes
@@ -28,7 +29,10 @@ else:  # run by monitord.py, which put this directory on sys.path
 
 log = sio.log
 
-PROTOCOL = 1
+#: 2: the fd store (C{fds}/C{released} events, C{takeover}, C{ended}) and C{reexec}.
+PROTOCOL = 2
+#: Most fds received in one message.
+FDS_PER_MESSAGE = 253
 #: Bytes of captured stdout (and of stderr) kept per spawn.
 CAPTURE_LIMIT = 16 * 1024 * 1024
 #: Exit statuses of reaped unknown pids kept for a later registration.
@@ -63,6 +67,24 @@ def exit_status(wait_status):
     """
     code = os.waitstatus_to_exitcode(wait_status)
     return 128 - code if code < 0 else code
+
+
+def siginfo_status(info):
+    """
+    Exit code, or 128 + signal number, from an C{os.waitid} result.
+    """
+    if info.si_code == os.CLD_EXITED:
+        return info.si_status
+    return 128 + info.si_status
+
+
+def fd_identity(fd):
+    """C{[st_dev, st_ino]} of an open fd (the daemon checks what it received against it)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return [0, 0]
+    return [st.st_dev, st.st_ino]
 
 
 def read_proc_stat(pid):
@@ -136,13 +158,16 @@ class Proc:
     A registered container process.
     """
 
-    def __init__(self, container, process, pid, record_dir, proxies):
+    def __init__(self, container, process, pid, record_dir, proxies, fostered=False):
         self.container = container
         self.process = process
         self.pid = pid
         self.record_dir = record_dir
         self.proxies = proxies
         self.pidfd = None
+        #: not our child: a process a dead monitor left, reaped by the daemon (its subreaper), which tells us
+        #: with C{ended}; we only move its stdio.
+        self.fostered = fostered
 
     @property
     def key(self):
@@ -154,6 +179,9 @@ class Proc:
             "process": self.process,
             "pid": self.pid,
             "tty": self.proxies.master is not None,
+            "record_dir": self.record_dir,
+            "set": self.proxies.set_id,
+            "fostered": self.fostered,
         }
 
 
@@ -190,6 +218,8 @@ class Connection:
         self.sock = sock
         self.fd = sock.fileno()
         self.inbuf = bytearray()
+        #: fds received, in order, for the requests that say how many they carry.
+        self.fds_in = deque()
         self.discarding = False
         self.out = deque()
         self.out_size = 0
@@ -199,12 +229,20 @@ class Connection:
 
     def _on_readable(self):
         try:
-            data = self.sock.recv(256 * 1024)
+            data, ancdata, flags, _ = self.sock.recvmsg(
+                256 * 1024, socket.CMSG_SPACE(FDS_PER_MESSAGE * 4), socket.MSG_CMSG_CLOEXEC)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
             self.monitor.connection_lost(self, e.strerror)
             return
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                self.fds_in.extend(fds)
+        if flags & socket.MSG_CTRUNC:
+            log("file descriptors from the daemon were dropped (open files limit?)")
         if not data:
             self.monitor.connection_lost(self, "closed by the daemon")
             return
@@ -227,14 +265,30 @@ class Connection:
                 log("request line longer than %d bytes dropped" % (LINE_LIMIT,))
                 self.send({"ok": False, "error": "bad request: line longer than %d bytes" % (LINE_LIMIT,)})
 
-    def send(self, message):
+    def take_fds(self, count):
+        """The next C{count} fds received; BadRequest if fewer came."""
+        if len(self.fds_in) < count:
+            got = len(self.fds_in)
+            while self.fds_in:
+                sio.close_quietly(self.fds_in.popleft())
+            raise BadRequest("expected %d file descriptors, received %d" % (count, got))
+        return [self.fds_in.popleft() for _ in range(count)]
+
+    def send(self, message, fds=()):
         """
-        Queue one JSON message; drop the connection if it stopped reading.
+        Queue one JSON message (with copies of C{fds}, sent with its first
+        byte); drop the connection if it stopped reading.
         """
         if self.closed:
             return
         data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
-        self.out.append(memoryview(data))
+        copies = []
+        for fd in fds:
+            try:
+                copies.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3))
+            except OSError as e:
+                log("cannot copy fd %d for the daemon: %s" % (fd, e.strerror))
+        self.out.append([memoryview(data), copies])
         self.out_size += len(data)
         if self.out_size > OUTPUT_LIMIT:
             self.monitor.connection_lost(self, "daemon does not read its replies")
@@ -243,9 +297,17 @@ class Connection:
 
     def _flush(self):
         while self.out:
-            head = self.out[0]
+            entry = self.out[0]
+            head, fds = entry
             try:
-                n = self.sock.send(head)
+                if fds:
+                    n = self.sock.sendmsg(
+                        [head], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+                    for fd in fds:
+                        sio.close_quietly(fd)
+                    entry[1] = fds = []
+                else:
+                    n = self.sock.send(head)
             except (BlockingIOError, InterruptedError):
                 if not self.writing:
                     self.loop.add_writer(self.fd, self._flush)
@@ -258,7 +320,7 @@ class Connection:
             if n == len(head):
                 self.out.popleft()
             else:
-                self.out[0] = head[n:]
+                entry[0] = head[n:]
         if self.writing:
             self.loop.remove_writer(self.fd)
             self.writing = False
@@ -271,7 +333,12 @@ class Connection:
             self.closed = True
             self.loop.discard(self.fd)
             self.sock.close()
+            for _, fds in self.out:
+                for fd in fds:
+                    sio.close_quietly(fd)
             self.out.clear()
+            while self.fds_in:
+                sio.close_quietly(self.fds_in.popleft())
 
 
 def bind_long(sock, path):
@@ -366,6 +433,7 @@ class Monitor:
         self.state_dir = state_dir
         self.idle_exit = idle_exit
         self.pid = os.getpid()
+        self.started_ns = time.monotonic_ns()
         self.loop = sio.Loop()
         self.sock_path = os.path.join(state_dir, "monitor.sock")
         self.pid_path = os.path.join(state_dir, "monitor.pid")
@@ -383,6 +451,15 @@ class Monitor:
         self.unwritten = OrderedDict()
         self.retrying = set()
         self.retry_at = None
+        #: set id -> Proxies: the stdio of every registered process and of exited ones still flushing; the
+        #: daemon holds a copy of each of their fds (the fd store) and hands them to the next monitor.
+        self.fdsets = {}
+        self._set_serial = 0
+        #: pids of registered children that exited and are left unreaped (zombies) until their exit record is
+        #: on disk: a monitor killed before that leaves them to the daemon (its subreaper), which reaps them
+        #: with their true status.
+        self.held_zombies = set()
+        self.rescan_at = None
         self.records = None
         self.stopping = False
         self.idle_since = None
@@ -398,6 +475,8 @@ class Monitor:
             "adopt": self.op_adopt,
             "forget": self.op_forget,
             "exit_handled": self.op_exit_handled,
+            "takeover": self.op_takeover,
+            "ended": self.op_ended,
             "ping": lambda conn, tag, req: {"ok": True},
         }
 
@@ -506,6 +585,8 @@ class Monitor:
             and not self.loop.lingering
             and not self.unwritten
             and not (self.records is not None and self.records.pending)
+            and not self.held_zombies
+            and not self.fdsets
         )
 
     def run(self):
@@ -531,6 +612,15 @@ class Monitor:
             retry = self.retry_unwritten()
             if retry is not None:
                 timeout = retry if timeout is None else min(timeout, retry)
+            if self.rescan_at is not None:
+                wait = self.rescan_at - time.monotonic()
+                if wait <= 0:
+                    self.rescan_at = None
+                    self.reap()
+                    if self.held_zombies and self.rescan_at is None:
+                        self.rescan_at = time.monotonic() + 1.0
+                    continue
+                timeout = wait if timeout is None else min(timeout, wait)
             self.loop.run_once(timeout)
         self.shutdown()
 
@@ -546,11 +636,81 @@ class Monitor:
             self.stopping = True
         self.reap()
 
+    def _children(self):
+        """Our children's pids (every thread's), or None when /proc cannot tell."""
+        pids = []
+        try:
+            tasks = os.listdir("/proc/self/task")
+        except OSError:
+            return None
+        for tid in tasks:
+            try:
+                with open("/proc/self/task/%s/children" % (tid,), "rb") as f:
+                    pids.extend(int(p) for p in f.read().split())
+            except FileNotFoundError:
+                continue  # that thread ended
+            except OSError:
+                return None
+        return pids
+
     def reap(self):
         """
-        Reap every exited child: spawns, registered processes, and unknown
-        ones (their status is kept for a later registration).
+        Reap every exited child: spawns and unknown ones (their status is kept
+        for a later registration) at once; a registered process's status is
+        read without reaping it (WNOWAIT), and it is reaped once its exit record
+        is on disk (see L{held_zombies}).
         """
+        for _ in range(3):
+            children = self._children()
+            if children is None:
+                return self._reap_any()
+            for pid in children:
+                if pid in self.held_zombies:
+                    continue
+                try:
+                    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                except ChildProcessError:
+                    continue
+                if info is None:
+                    continue
+                status = siginfo_status(info)
+                try:
+                    proc = self.procs_by_pid.get(pid)
+                    if proc is not None and pid not in self.spawns and not proc.fostered:
+                        self.held_zombies.add(pid)
+                        self.proc_exited(proc, status, time.time_ns(), zombie=True)
+                        continue
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        continue
+                    self.child_exited(pid, status, time.time_ns())
+                except Exception as e:
+                    log("internal error handling exit of pid %d: %s: %s" % (pid, type(e).__name__, e))
+            # The children file can miss an entry that moved while it was read: look once more.
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                info = None
+            if info is None:
+                return
+            if info.si_pid in self.held_zombies:
+                # The first zombie is one we hold: others behind it are found by the next scan.
+                if self.rescan_at is None:
+                    self.rescan_at = time.monotonic() + 1.0
+                return
+
+    def release_zombie(self, pid):
+        """Reap a registered child held as a zombie until its record was written."""
+        if pid in self.held_zombies:
+            self.held_zombies.discard(pid)
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+    def _reap_any(self):
+        """Without /proc: reap whatever exited (a monitor killed before a record is written loses it)."""
         while True:
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
@@ -648,7 +808,74 @@ class Monitor:
     def op_hello(self, conn, tag, req):
         processes = [self.procs[k].describe() for k in sorted(self.procs)]
         exits = [record for _, record in self.unwritten.values()]
-        return {"ok": True, "pid": self.pid, "protocol": PROTOCOL, "processes": processes, "exits": exits}
+        conn.send({"tag": tag, "ok": True, "pid": self.pid, "protocol": PROTOCOL, "processes": processes,
+                   "exits": exits})
+        # The new daemon's fd store: a copy of every stdio fd, registered processes and exited ones still
+        # flushing.
+        for set_id in list(self.fdsets):
+            self.send_fdset(conn, set_id)
+        return None
+
+    def op_takeover(self, conn, tag, req):
+        """
+        Go on with the stdio of processes a dead monitor left: C{sets} (from the C{fds} events the daemon
+        kept: set, container, process, pid, record_dir, tty, exited, names) and, in order, as many fds as
+        their names.  A live one is registered as fostered: the daemon reaps it and says C{ended}.
+        """
+        sets = req.get("sets")
+        if not isinstance(sets, list):
+            raise BadRequest("sets must be a list")
+        count = 0
+        for entry in sets:
+            if not isinstance(entry, dict) or not isinstance(entry.get("names"), list):
+                raise BadRequest("each set must be an object with names")
+            count += len(entry["names"])
+        fds = conn.take_fds(count)
+        taken = 0
+        for entry in sets:
+            names = entry["names"]
+            mine = dict(zip(names, fds[taken: taken + len(names)]))
+            taken += len(names)
+            try:
+                set_id = _get_str(entry, "set")
+                container = _get_name(entry, "container")
+                process = _get_name(entry, "process")
+                pid = _get_int(entry, "pid", 1, 2**31 - 1)
+                record_dir = _get_str(entry, "record_dir", path=True)
+            except BadRequest as e:
+                log("takeover: set dropped: %s" % (e,))
+                for fd in mine.values():
+                    sio.close_quietly(fd)
+                continue
+            if set_id in self.fdsets:
+                for fd in mine.values():
+                    sio.close_quietly(fd)
+                continue
+            exited = bool(entry.get("exited"))
+            proxies = sio.Proxies.restore(self.loop, "%s/%s" % (container, process), mine,
+                                          bool(entry.get("tty")))
+            if exited:
+                # Its output still flushing to a slow reader: linger on (from now, at most LINGER_SECONDS).
+                self.track(set_id, proxies, meta={"container": container, "process": process, "pid": pid,
+                                                  "record_dir": record_dir, "exited": False})
+                proxies.close(drain=True)
+                self._set_exited(proxies)
+            else:
+                self.register(container, process, pid, record_dir, proxies, fostered=True, set_id=set_id)
+        log("took over the stdio of %d processes (%d fds) from a previous monitor" % (len(sets), count))
+        return {"ok": True}
+
+    def op_ended(self, conn, tag, req):
+        """A fostered process exited (the daemon reaped it): its output is flushed, its stdio closed."""
+        container = _get_name(req, "container")
+        process = _get_name(req, "process")
+        pid = _get_int(req, "pid", 1, 2**31 - 1)
+        proc = self.procs.get((container, process))
+        if proc is not None and proc.pid == pid and proc.fostered:
+            self.unregister(proc)
+            proc.proxies.close(drain=True)
+            self._set_exited(proc.proxies)
+        return {"ok": True}
 
     def op_exit_handled(self, conn, tag, req):
         container = _get_name(req, "container")
@@ -657,6 +884,7 @@ class Monitor:
         entry = self.unwritten.get((container, process))
         if entry is not None and entry[1]["pid"] == pid:
             del self.unwritten[(container, process)]
+            self.release_zombie(pid)
         return {"ok": True}
 
     def _lookup(self, req):
@@ -697,6 +925,7 @@ class Monitor:
         if proc is not None:
             self.unregister(proc)
             proc.proxies.close()
+            self._set_exited(proc.proxies)
         return {"ok": True}
 
     def op_adopt(self, conn, tag, req):
@@ -705,6 +934,15 @@ class Monitor:
         pid = _get_int(req, "pid", 1, 2**31 - 1)
         record_dir = _get_str(req, "record_dir", path=True)
         existing = self.procs.get((container, process))
+        if existing is not None and existing.pid == pid and existing.fostered:
+            # Its stdio came with a takeover; the daemon that reaped it is gone: watch it, status unknown.
+            try:
+                existing.pidfd = os.pidfd_open(pid)
+            except OSError as e:
+                raise RequestFailed("cannot watch pid %d: %s" % (pid, e.strerror))
+            existing.fostered = False
+            self.loop.add_reader(existing.pidfd, lambda: self._on_pidfd(existing))
+            return {"ok": True, "pid": pid}
         if existing is not None:
             if existing.pid == pid:
                 return {"ok": True, "pid": pid}
@@ -919,20 +1157,65 @@ class Monitor:
 
     # The registry ---------------------------------------------------------------
 
-    def register(self, container, process, pid, record_dir, proxies):
+    def register(self, container, process, pid, record_dir, proxies, fostered=False, set_id=None):
         """
         Register a live container process; a previous registration of the
-        same key or pid is dropped (without a record).
+        same key or pid is dropped (without a record).  The daemon gets a copy
+        of its stdio fds (event C{fds}) unless C{set_id} says it has them.
         """
         for old in (self.procs.get((container, process)), self.procs_by_pid.get(pid)):
             if old is not None and self.procs.get(old.key) is old:
                 log("registration of %s/%s (pid %d) replaced" % (old.container, old.process, old.pid))
                 self.unregister(old)
                 old.proxies.close()
-        proc = Proc(container, process, pid, record_dir, proxies)
+                self._set_exited(old.proxies)
+        proc = Proc(container, process, pid, record_dir, proxies, fostered=fostered)
         self.procs[proc.key] = proc
         self.procs_by_pid[pid] = proc
+        announce = set_id is None
+        if set_id is None:
+            self._set_serial += 1
+            set_id = "%d.%d.%d" % (self.pid, self.started_ns, self._set_serial)
+        self.track(set_id, proxies, proc)
+        if announce and self.conn is not None:
+            self.send_fdset(self.conn, set_id)
         return proc
+
+    # The fd store -------------------------------------------------------------------
+
+    def track(self, set_id, proxies, proc=None, meta=None):
+        """Keep C{proxies} as fd set C{set_id} until every fd of it is closed and its process is done."""
+        proxies.set_id = set_id
+        proxies.meta = meta or {
+            "container": proc.container, "process": proc.process, "pid": proc.pid,
+            "record_dir": proc.record_dir, "exited": False,
+        }
+        proxies.on_release = lambda name: self._released(proxies, name)
+        self.fdsets[set_id] = proxies
+        self._maybe_done(proxies)
+
+    def _released(self, proxies, name):
+        self.notify({"event": "released", "set": proxies.set_id, "names": [name]})
+        self._maybe_done(proxies)
+
+    def _maybe_done(self, proxies):
+        if proxies.meta["exited"] and not proxies.fds() and self.fdsets.get(proxies.set_id) is proxies:
+            del self.fdsets[proxies.set_id]
+
+    def _set_exited(self, proxies):
+        proxies.meta["exited"] = True
+        self._maybe_done(proxies)
+
+    def send_fdset(self, conn, set_id):
+        """Hand the daemon a copy of every fd of one set, with what a next monitor needs to go on."""
+        proxies = self.fdsets[set_id]
+        fds = proxies.fds()
+        names = sorted(fds)
+        proc = self.procs.get((proxies.meta["container"], proxies.meta["process"]))
+        message = dict(proxies.meta, event="fds", set=set_id, tty=proxies.tty, names=names,
+                       ids=[fd_identity(fds[n]) for n in names],
+                       fostered=bool(proc is not None and proc.proxies is proxies and proc.fostered))
+        conn.send(message, [fds[n] for n in names])
 
     def unregister(self, proc):
         if self.procs.get(proc.key) is proc:
@@ -989,12 +1272,13 @@ class Monitor:
         else:
             self.proc_exited(proc, UNKNOWN_STATUS, time.time_ns(), unknown=True)
 
-    def proc_exited(self, proc, status, time_ns, unknown=False):
+    def proc_exited(self, proc, status, time_ns, unknown=False, zombie=False):
         """
-        Drain and close its stdio, write the exit record, then notify.
+        Drain and close its stdio, write the exit record, then (C{zombie}: reap it, then) notify.
         """
         self.unregister(proc)
         proc.proxies.close(drain=True)
+        self._set_exited(proc.proxies)
         record = {
             "container": proc.container,
             "process": proc.process,
@@ -1017,6 +1301,8 @@ class Monitor:
                 self.unwritten.move_to_end(key)
                 if self.retry_at is None:
                     self.retry_at = time.monotonic() + RECORD_RETRY
+            elif zombie:
+                self.release_zombie(record["pid"])
             # The record is on disk (or kept here) before the daemon hears of the exit.
             if error is not None:
                 self.notify(dict(event="exit", unwritten=True, **record))
@@ -1049,10 +1335,12 @@ class Monitor:
                 if error is None:
                     log("exit record of %s/%s written at last" % key)
                     del self.unwritten[key]
+                    self.release_zombie(record["pid"])
                 elif error.errno == errno.ENOENT:
                     # Its folder is gone: the daemon handled the exit and removed the container.
                     log("exit record of %s/%s dropped: %s is gone" % (key[0], key[1], record_dir))
                     del self.unwritten[key]
+                    self.release_zombie(record["pid"])
 
             self.records.submit(record_dir, "exit-%s.json" % (record["process"],), record, written)
         return RECORD_RETRY

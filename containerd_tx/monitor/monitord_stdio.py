@@ -9,7 +9,11 @@ this module from its own directory, never through the ``containerd_tx`` package.
 - L{open_stdio}: the rules for opening a process's stdin/stdout/stderr path
   without ever blocking.
 - L{Pump}: copies bytes from one fd to another through a bounded buffer, with
-  backpressure (the source is not read while the buffer is full).
+  backpressure (the source is not read while the buffer is full); used for a
+  pty master, which is not a pipe.
+- L{SplicePump}: moves bytes from a pipe to a FIFO or file in the kernel
+  (splice): nothing is ever in the monitor's memory, so a monitor killed at any
+  moment loses no byte; what the destination cannot take waits in the pipe.
 - L{Capture}: collects a pipe's output up to a limit, dropping the excess.
 - L{ConsoleListener}: the console socket on which runc sends a pty master.
 - L{Proxies}: the stdio proxies (stdin pipe, pty) that belong to one process.
@@ -32,6 +36,9 @@ import time
 
 #: Bytes a L{Pump} buffers before it stops reading its source.
 PUMP_LIMIT = 64 * 1024
+#: Bytes a pty's output pump buffers: what a monitor killed between a read and its write loses at most (a pty
+#: master is not a pipe, so splice cannot move it); the rest waits in the pty.
+PTY_PUMP_LIMIT = 4096
 #: Most bytes read in one go.
 CHUNK = 64 * 1024
 #: Most bytes read from a source when draining it at close/exit (never blocks).
@@ -90,7 +97,7 @@ class Loop:
         now = time.monotonic()
         keep = []
         for deadline, pump in self.lingering:
-            if pump.dst is None:
+            if not pump.is_open():
                 continue
             if deadline <= now:
                 pump.close()
@@ -209,7 +216,10 @@ def open_stdio(path, which):
     Open C{path} as C{which} ("stdin", "stdout" or "stderr") without blocking.
 
     A FIFO is opened read-write (never blocks, never ENXIO); a regular file or
-    a missing path is opened for appending (created 0640) for stdout/stderr
+    a missing path is opened for writing at its end (created 0640) for
+    stdout/stderr, without O_APPEND (splice refuses an O_APPEND destination;
+    the offset lives in the open file description, shared with every copy of
+    the fd, so a monitor that takes the fd over goes on at the same place),
     and read-only for stdin; a directory is an error.  The fd is returned
     non-blocking and close-on-exec: the caller clears O_NONBLOCK on fds it
     hands to a child.
@@ -229,7 +239,11 @@ def open_stdio(path, which):
         elif which == "stdin":
             fd = os.open(path, os.O_RDONLY | _NONBLOCK_OPEN)
         else:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NONBLOCK_OPEN, 0o640)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | _NONBLOCK_OPEN, 0o640)
+            try:
+                os.lseek(fd, 0, os.SEEK_END)
+            except OSError:
+                pass  # not seekable (a character device)
     except OSError as e:
         raise StdioError("cannot open %s %s: %s" % (which, path, e.strerror or e))
     try:
@@ -274,6 +288,8 @@ class Pump:
         self.input_closed = False
         self.close_dst_when_flushed = False
         self.on_src_end = None
+        #: called with "src" or "dst" when the pump closes an fd it owns (the daemon drops its copy).
+        self.release = None
         self._reading = False
         self._writing = False
         os.set_blocking(src, False)
@@ -282,6 +298,13 @@ class Pump:
 
     def __repr__(self):
         return "<Pump %s>" % (self.name,)
+
+    def _released(self, role):
+        if self.release is not None:
+            self.release(role)
+
+    def is_open(self):
+        return self.dst is not None
 
     def _update_reading(self):
         want = self.src is not None and self.dst is not None and len(self.buf) < self.limit
@@ -324,6 +347,7 @@ class Pump:
         src, self.src = self.src, None
         if self.own_src and src is not None:
             self.loop.close(src)
+            self._released("src")
         if error is not None and error.errno != errno.EIO:
             log("%s: read failed: %s" % (self.name, error.strerror))
         if self.on_src_end is not None:
@@ -362,6 +386,7 @@ class Pump:
                 self._writing = False
             if self.own_dst:
                 self.loop.close(dst)
+                self._released("dst")
         self._update_reading()
 
     def close_input(self, trailer=b"", close_dst=False):
@@ -387,6 +412,7 @@ class Pump:
             src, self.src = self.src, None
             if self.own_src:
                 self.loop.close(src)
+                self._released("src")
         self.buf += trailer
         self.close_dst_when_flushed = close_dst
         self._flush()
@@ -419,6 +445,170 @@ class Pump:
         src, self.src = self.src, None
         if src is not None and self.own_src:
             self.loop.close(src)
+            self._released("src")
+        self._close_dst()
+
+
+class SplicePump:
+    """
+    Move bytes from the pipe C{src} to C{dst} (a FIFO, a file, anything splice writes to) in the kernel,
+    without ever blocking and without a byte in the monitor's memory: a monitor killed at any moment loses
+    nothing, and one that is handed the same fds goes on where it stopped.  While the destination is full the
+    bytes wait in the source pipe (its writer blocks, no one else).  A destination splice cannot write to
+    (EINVAL) falls back to a L{Pump}.  Same interface as L{Pump} for L{Proxies}.
+    """
+
+    def __init__(self, loop, src, dst, name, own_src=True, own_dst=True):
+        self.loop = loop
+        self.src = src
+        self.dst = dst
+        self.name = name
+        self.own_src = own_src
+        self.own_dst = own_dst
+        self.on_src_end = None
+        self.release = None
+        self.input_closed = False
+        self.finishing = False
+        self.fallback = None
+        self._waiting = None  # "src" or "dst"
+        os.set_blocking(src, False)
+        os.set_blocking(dst, False)
+        try:
+            self._dst_pollable = stat.S_ISFIFO(os.fstat(dst).st_mode) or stat.S_ISSOCK(os.fstat(dst).st_mode)
+        except OSError:
+            self._dst_pollable = False
+        self._step()
+
+    def __repr__(self):
+        return "<SplicePump %s>" % (self.name,)
+
+    def _released(self, role):
+        if self.release is not None:
+            self.release(role)
+
+    def is_open(self):
+        if self.fallback is not None:
+            return self.fallback.is_open()
+        return self.dst is not None
+
+    def _src_pending(self):
+        try:
+            return struct.unpack("i", fcntl.ioctl(self.src, termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+        except OSError:
+            return False
+
+    def _wait(self, which):
+        if which == self._waiting:
+            return
+        self._unwait()
+        if which == "src":
+            self.loop.add_reader(self.src, self._step)
+        elif which == "dst":
+            self.loop.add_writer(self.dst, self._step)
+        self._waiting = which
+
+    def _unwait(self):
+        if self._waiting == "src" and self.src is not None:
+            self.loop.remove_reader(self.src)
+        elif self._waiting == "dst" and self.dst is not None:
+            self.loop.remove_writer(self.dst)
+        self._waiting = None
+
+    def _step(self):
+        """Move what can be moved now; then wait for the side that blocks."""
+        if self.fallback is not None:
+            return
+        if self.src is None or self.dst is None:
+            if self.finishing:
+                self.close()
+            return
+        moved = 0
+        while moved < DRAIN_LIMIT:
+            try:
+                n = os.splice(self.src, self.dst, CHUNK, flags=os.SPLICE_F_NONBLOCK | os.SPLICE_F_MOVE)
+            except (BlockingIOError, InterruptedError):
+                if self._src_pending():
+                    if self._dst_pollable:
+                        self._wait("dst")
+                        return
+                    # a destination that is never "full" for poll: try again on the next source event
+                elif self.finishing:
+                    self.close()  # everything written before the end is out
+                    return
+                self._wait("src")
+                return
+            except OSError as e:
+                if e.errno == errno.EINVAL and moved == 0 and self.src is not None:
+                    self._fall_back()
+                    return
+                log("%s: write failed, dropping output: %s" % (self.name, e.strerror))
+                self._close_dst()
+                return
+            if n == 0:
+                self._end_src(None)
+                return
+            moved += n
+        # Fairness: other fds get a turn; the source is still readable, so the loop comes back.
+        self._wait("src")
+
+    def _fall_back(self):
+        self._unwait()
+        pump = Pump(self.loop, self.src, self.dst, self.name, own_src=self.own_src, own_dst=self.own_dst)
+        pump.on_src_end = self.on_src_end
+        pump.release = self.release
+        self.fallback = pump
+        if self.finishing:
+            pump.close_input(close_dst=True)
+
+    def _end_src(self, error):
+        self._unwait()
+        src, self.src = self.src, None
+        if self.own_src and src is not None:
+            self.loop.close(src)
+            self._released("src")
+        if self.on_src_end is not None:
+            self.on_src_end(error)
+
+    def _close_dst(self):
+        self._unwait()
+        dst, self.dst = self.dst, None
+        if dst is not None and self.own_dst:
+            self.loop.close(dst)
+            self._released("dst")
+
+    def close_input(self, trailer=b"", close_dst=False):
+        """
+        Move what the source holds now, then close both ends (the destination
+        only with C{close_dst}); bytes the destination cannot take yet stay in the
+        source pipe and are moved as it drains.  Idempotent.
+        """
+        if self.fallback is not None:
+            return self.fallback.close_input(trailer, close_dst)
+        if self.input_closed:
+            return
+        assert close_dst and not trailer, "a SplicePump ends with its destination"
+        self.input_closed = True
+        self.finishing = True
+        self._step()
+
+    def finish(self):
+        """The process ended: move what is left, then close (see L{close_input})."""
+        self.close_input(close_dst=True)
+
+    def drain_and_close(self):
+        self.close_input(close_dst=True)
+
+    def close(self):
+        """Stop and close the fds this pump owns; what is still in the source pipe is dropped."""
+        if self.fallback is not None:
+            self.fallback.close()
+            self.src = self.dst = None
+            return
+        self._unwait()
+        src, self.src = self.src, None
+        if src is not None and self.own_src:
+            self.loop.close(src)
+            self._released("src")
         self._close_dst()
 
 
@@ -575,11 +765,14 @@ class ConsoleListener:
 
 class Proxies:
     """
-    The stdio proxies of one process: a stdin pipe fed from a FIFO, or a pty
-    master copied to the stdout path and fed from the stdin path.
+    The stdio proxies of one process: output pipes moved to the stdout/stderr
+    paths, a stdin pipe fed from a FIFO, or a pty master copied to the stdout
+    path and fed from the stdin path.
 
     Created for a spawn; owned by the registered process after registration;
-    closed when the spawn registers nothing.
+    closed when the spawn registers nothing.  L{fds} names every fd it holds
+    (the daemon keeps a copy of each, see C{monitord.py}); C{on_release(name)}
+    is called when one of them is closed here for good.
     """
 
     def __init__(self, loop, name):
@@ -592,21 +785,75 @@ class Proxies:
         self.out_pump = None
         self.in_pump = None
         self.output_pumps = []
+        #: name -> fd held without a pump (handed over without its partner).
+        self.held = {}
+        self.on_release = None
+        #: the fd store's id of these proxies, and what the daemon keeps with it (set by the monitor).
+        self.set_id = None
+        self.meta = None
+
+    def _release(self, name):
+        if self.on_release is not None:
+            self.on_release(name)
+
+    def _releaser(self, src_name, dst_name):
+        return lambda role: self._release(src_name if role == "src" else dst_name)
+
+    def fds(self):
+        """
+        C{{name: fd}} of every fd these proxies hold: C{stdout_src}/C{stdout_dst} (the pipe's read end, the
+        FIFO or file), the same for stderr, C{stdin_src}/C{stdin_dst} (the stdin FIFO, the pipe's write end),
+        or C{master}, C{tty_out}, C{tty_in} for a terminal.
+        """
+        found = dict(self.held)
+        for which, pump in self.output_pumps:
+            pump = pump.fallback or pump if isinstance(pump, SplicePump) else pump
+            if pump.src is not None:
+                found[which + "_src"] = pump.src
+            if pump.dst is not None:
+                found[which + "_dst"] = pump.dst
+        if self.tty:
+            if self.master is not None:
+                found["master"] = self.master
+            if self.out_pump is not None and self.out_pump.dst is not None:
+                found["tty_out"] = self.out_pump.dst
+            if self.in_pump is not None and self.in_pump.src is not None:
+                found["tty_in"] = self.in_pump.src
+            if self.tty_stdout is not None:
+                found["tty_out"] = self.tty_stdout
+            if self.tty_stdin is not None:
+                found["tty_in"] = self.tty_stdin
+        elif self.in_pump is not None:
+            pump = self.in_pump.fallback or self.in_pump
+            if pump.src is not None:
+                found["stdin_src"] = pump.src
+            if pump.dst is not None:
+                found["stdin_dst"] = pump.dst
+        return found
+
+    def _output_pump(self, src, dst, which):
+        pump = SplicePump(self.loop, src, dst, "%s %s" % (self.name, which))
+        pump.release = self._releaser(which + "_src", which + "_dst")
+        # At EOF (the child and its descendants closed the pipe) everything is out: close.
+        pump.on_src_end = lambda error, pump=pump: pump.close_input(close_dst=True)
+        self.output_pumps.append((which, pump))
+        return pump
 
     def proxy_output(self, dst_fd, which):
         """
-        Copy what the child writes to a fresh pipe into C{dst_fd} (a FIFO or file); return the pipe's write
+        Move what the child writes to a fresh pipe into C{dst_fd} (a FIFO or file); return the pipe's write
         end for the child (blocking, close-on-exec).
 
         The child never holds the client's FIFO itself: CRIU can dump a pipe but not a FIFO outside the
         container, and a reader that comes and goes cannot disturb the child.
         """
         r, w = os.pipe()
-        pump = Pump(self.loop, r, dst_fd, "%s %s" % (self.name, which))
-        # At EOF (the child and its descendants closed the pipe) flush what is buffered, then close.
-        pump.on_src_end = lambda error, pump=pump: pump.close_input(close_dst=True)
-        self.output_pumps.append(pump)
+        self._output_pump(r, dst_fd, which)
         return w
+
+    def _stdin_pump(self, src, dst):
+        self.in_pump = SplicePump(self.loop, src, dst, "%s stdin" % (self.name,))
+        self.in_pump.release = self._releaser("stdin_src", "stdin_dst")
 
     def proxy_stdin(self, fifo_fd):
         """
@@ -615,7 +862,7 @@ class Proxies:
         """
         r, w = os.pipe()
         os.set_blocking(w, False)
-        self.in_pump = Pump(self.loop, fifo_fd, w, "%s stdin" % (self.name,))
+        self._stdin_pump(fifo_fd, w)
         return r
 
     def expect_terminal(self, stdout_fd, stdin_fd):
@@ -628,7 +875,7 @@ class Proxies:
 
     def set_master(self, master):
         """
-        The runtime sent the pty master: start copying.
+        The runtime sent the pty master (or a monitor handed it over): start copying.
         """
         if self.master is not None or not self.tty:
             close_quietly(master)
@@ -636,17 +883,54 @@ class Proxies:
         os.set_blocking(master, False)
         self.master = master
         out, self.tty_stdout = self.tty_stdout, None
-        self.out_pump = Pump(self.loop, master, out, "%s pty output" % (self.name,), own_src=False)
-        self.out_pump.on_src_end = self._master_ended
+        if out is not None:
+            self.out_pump = Pump(self.loop, master, out, "%s pty output" % (self.name,), own_src=False,
+                                 limit=PTY_PUMP_LIMIT)
+            self.out_pump.release = self._releaser("master", "tty_out")
+            self.out_pump.on_src_end = self._master_ended
         stdin, self.tty_stdin = self.tty_stdin, None
         if stdin is not None:
             self.in_pump = Pump(self.loop, stdin, master, "%s pty input" % (self.name,), own_dst=False)
+            self.in_pump.release = self._releaser("tty_in", "master")
 
     def _master_ended(self, error):
         # The slave side is closed: writing into it could only fill it up.
         if self.in_pump is not None:
             self.in_pump.close()
             self.in_pump = None
+
+    @classmethod
+    def restore(cls, loop, name, fds, tty):
+        """
+        Proxies for the fds another monitor held (C{{name: fd}}, see L{fds}).
+        """
+        self = cls(loop, name)
+        fds = dict(fds)
+        for which in ("stdout", "stderr"):
+            src, dst = fds.pop(which + "_src", None), fds.pop(which + "_dst", None)
+            if src is not None and dst is not None:
+                self._output_pump(src, dst, which)
+            else:
+                for role, fd in (("_src", src), ("_dst", dst)):
+                    if fd is not None:
+                        self.held[which + role] = fd
+        if tty:
+            self.tty = True
+            self.tty_stdout = fds.pop("tty_out", None)
+            self.tty_stdin = fds.pop("tty_in", None)
+            master = fds.pop("master", None)
+            if master is not None:
+                self.set_master(master)
+        else:
+            src, dst = fds.pop("stdin_src", None), fds.pop("stdin_dst", None)
+            if src is not None and dst is not None:
+                self._stdin_pump(src, dst)
+            else:
+                for key, fd in (("stdin_src", src), ("stdin_dst", dst)):
+                    if fd is not None:
+                        self.held[key] = fd
+        self.held.update(fds)
+        return self
 
     def close_stdin(self):
         """
@@ -660,6 +944,7 @@ class Proxies:
         elif self.tty_stdin is not None:
             close_quietly(self.tty_stdin)
             self.tty_stdin = None
+            self._release("tty_in")
 
     def resize(self, width, height):
         """
@@ -673,21 +958,23 @@ class Proxies:
     def close(self, drain=False):
         """
         Close everything; with C{drain}, first move what the pty master holds
-        to stdout (best effort, never blocking).
+        to stdout (best effort, never blocking), and let the output pipes'
+        remaining bytes reach their reader for at most L{LINGER_SECONDS}.
         """
         if self.in_pump is not None:
             self.in_pump.close()
             self.in_pump = None
-        for pump in self.output_pumps:
+        for which, pump in self.output_pumps:
             if drain:
                 # Everything written before the exit reaches the reader; a reader that never comes does not
                 # keep the pump (and the client's FIFO) forever.
                 pump.close_input(close_dst=True)
-                if pump.dst is not None:
+                if pump.is_open():
                     self.loop.linger(pump)
             else:
                 pump.close()
-        self.output_pumps = []
+        if not drain:
+            self.output_pumps = []
         if self.out_pump is not None:
             if drain:
                 self.out_pump.drain_and_close()
@@ -697,9 +984,17 @@ class Proxies:
         if self.master is not None:
             self.loop.close(self.master)
             self.master = None
-        close_quietly(self.tty_stdout)
-        close_quietly(self.tty_stdin)
-        self.tty_stdout = self.tty_stdin = None
+            self._release("master")
+        for key in ("tty_stdout", "tty_stdin"):
+            fd = getattr(self, key)
+            if fd is not None:
+                close_quietly(fd)
+                setattr(self, key, None)
+                self._release("tty_out" if key == "tty_stdout" else "tty_in")
+        for key, fd in list(self.held.items()):
+            close_quietly(fd)
+            del self.held[key]
+            self._release(key)
 
 
 class RecordWriter:

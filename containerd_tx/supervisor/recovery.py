@@ -38,6 +38,10 @@ class Recovery:
                 if key in live and not process.system_pid:
                     process.system_pid = live[key]["pid"]
                     self.store.save_process(container.id, process)
+                if key in live and live[key].get("fostered") and process.id not in records:
+                    # A process a dead monitor left to the previous daemon, which is gone too: the monitor
+                    # moves its stdio; nobody can read its status now, so it is watched by pidfd (255).
+                    await self._watch_fostered(container, process, live[key]["pid"])
                 if process.id in records:
                     record = records[process.id]
                     if not process.system_pid:
@@ -64,6 +68,12 @@ class Recovery:
         for records in unwritten.values():
             for record in records.values():
                 self.monitor.exit_handled(record)
+
+    async def _watch_fostered(self, container, process, pid):
+        try:
+            await self.monitor.adopt(container.id, process.id, pid, self.store.container_dir(container.id))
+        except Exception as e:
+            log.warn("cannot watch {id}/{pid}: {e}", id=container.id, pid=process.id, e=e)
 
     async def _lost_process(self, container, process):
         """

@@ -23,7 +23,7 @@ from containerd_tx.monitor.client import (
     MonitorLost,
     SpawnResult,
 )
-from tests.unit.test_monitord import PYTHON, SH, Client, alive, descendants, proc_table
+from tests.unit.test_monitord import PYTHON, SH, Client, alive, descendants, described, proc_table
 
 SLEEPER = "sleep 30 >/dev/null 2>&1 & echo $! > %s"
 
@@ -199,8 +199,9 @@ class MonitorClientTests(unittest.TestCase):
         client = Client(os.path.join(self.dir, "monitor.sock"))
         self.addCleanup(client.close)
         self.assertEqual(
-            client.request("hello")["processes"],
-            [{"container": "c1", "process": "init", "pid": sleeper_pid, "tty": False}],
+            described(client.request("hello")["processes"]),
+            [{"container": "c1", "process": "init", "pid": sleeper_pid, "tty": False, "record_dir": self.dir,
+              "fostered": False}],
         )
         os.kill(sleeper_pid, signal.SIGKILL)
         self.assertEqual(client.event(event="exit")["status"], 137)
@@ -277,7 +278,8 @@ class MonitorClientTests(unittest.TestCase):
         self.assertTrue(alive(monitor_pid))
         again = await self.connect()
         self.assertEqual(again.monitor_pid, monitor_pid)
-        self.assertEqual(again.processes, [{"container": "c1", "process": "init", "pid": pid, "tty": False}])
+        self.assertEqual(described(again.processes), [{"container": "c1", "process": "init", "pid": pid, "tty": False,
+                                                       "record_dir": self.dir, "fostered": False}])
         exits = []
         again.on_exit = exits.append
         os.kill(pid, signal.SIGTERM)

@@ -161,7 +161,9 @@ class FrozenDiskTests(RecordTestCase):
 
         self.addCleanup(thaw)
         os.kill(quiet, signal.SIGKILL)
-        wait_for(lambda: _state(quiet) is None, message="the process reaped")
+        # Its status is read, but it is reaped only once its record is on disk: until then the zombie keeps it
+        # (a monitor killed meanwhile leaves it to the daemon, which reaps it with its true status).
+        wait_for(lambda: _state(quiet) == "Z", message="the process to exit")
         got = []
 
         def lines():
@@ -175,10 +177,12 @@ class FrozenDiskTests(RecordTestCase):
         wait_for(lines, timeout=20, message="50 lines of output while the disk is frozen")
         self.assertFalse(os.path.exists(os.path.join(records, "exit-init.json")))
         self.assertEqual([e for e in self.client.events if e.get("event") == "exit"], [])
+        self.assertEqual(_state(quiet), "Z")
         thaw()
         event = self.client.event(event="exit", container="c1")
         self.assertEqual(event["status"], 137)
         self.assertEqual(json.loads(read_file(os.path.join(records, "exit-init.json")))["status"], 137)
+        self.assertIsNone(_state(quiet))  # reaped before the exit was reported
 
 
 def _state(pid):

@@ -95,6 +95,16 @@ def alive(pid):
     return entry is not None and entry[1] != "Z"
 
 
+def described(processes):
+    """
+    The processes of a hello reply without their fd set ids (checked: one non-empty string each, all
+    different).
+    """
+    ids = [p.pop("set") for p in processes]
+    assert all(isinstance(i, str) and i for i in ids) and len(set(ids)) == len(ids), ids
+    return processes
+
+
 class Client:
     """
     A blocking client for the monitor's protocol.
@@ -395,7 +405,7 @@ class MonitordTests(unittest.TestCase):
         reply = self.client.request("hello")
         self.assertEqual(
             reply,
-            {"tag": 1, "ok": True, "pid": self.monitor.pid, "protocol": 1, "processes": [], "exits": []},
+            {"tag": 1, "ok": True, "pid": self.monitor.pid, "protocol": 2, "processes": [], "exits": []},
         )
 
     def test_exit_statuses(self):
@@ -474,7 +484,7 @@ class MonitordTests(unittest.TestCase):
         # a failing command registers nothing and is no error
         reply = self.client.spawn([SH, "-c", "exit 2"], register=register, pid_file=missing)
         self.assertEqual((reply["ok"], reply["status"], reply["pid"]), (True, 2, None))
-        self.assertEqual(self.client.request("hello")["processes"], [])
+        self.assertEqual(described(self.client.request("hello")["processes"]), [])
 
     def test_child_hygiene(self):
         """
@@ -543,8 +553,9 @@ class MonitordTests(unittest.TestCase):
         pid = self.register("c1", "init", "sleep 30 >/dev/null 2>&1 & echo $! > PIDFILE")
         self.assertEqual(proc_table()[pid][0], self.monitor.pid)
         self.assertEqual(
-            self.client.request("hello")["processes"],
-            [{"container": "c1", "process": "init", "pid": pid, "tty": False}],
+            described(self.client.request("hello")["processes"]),
+            [{"container": "c1", "process": "init", "pid": pid, "tty": False,
+              "record_dir": self.dir, "fostered": False}],
         )
         os.kill(pid, signal.SIGTERM)
         event = self.client.event(event="exit")
@@ -559,7 +570,7 @@ class MonitordTests(unittest.TestCase):
         self.assertIn((Inotify.IN_MOVED_TO, "exit-init.json"), seen)
         self.assertNotIn(Inotify.IN_CREATE, [mask for mask, name in seen if name == "exit-init.json"])
         self.assertEqual([n for n in os.listdir(self.dir) if n.endswith(".tmp")], [])
-        self.assertEqual(self.client.request("hello")["processes"], [])
+        self.assertEqual(described(self.client.request("hello")["processes"]), [])
 
     def test_fast_exit_before_registration(self):
         """
@@ -691,8 +702,9 @@ class MonitordTests(unittest.TestCase):
         reply = self.client.spawn(["/bin/ls", "/proc/self/fd"], capture=True)
         self.assertEqual(base64.b64decode(reply["stdout"]).split(), [b"0", b"1", b"2", b"3"])
         self.assertEqual(
-            self.client.request("hello")["processes"],
-            [{"container": "c1", "process": "p1", "pid": pid, "tty": True}],
+            described(self.client.request("hello")["processes"]),
+            [{"container": "c1", "process": "p1", "pid": pid, "tty": True,
+              "record_dir": self.dir, "fostered": False}],
         )
         reply = self.client.request("resize", container="c1", process="p1", width=123, height=45)
         self.assertEqual(reply["ok"], True)
@@ -746,7 +758,7 @@ class MonitordTests(unittest.TestCase):
         self.assertEqual((record["pid"], record["status"]), (pid, 137))
         self.assertIsNone(self.monitor.popen.poll())
         client = self.monitor.connect()
-        self.assertEqual(client.request("hello")["processes"], [])
+        self.assertEqual(described(client.request("hello")["processes"]), [])
         self.assertEqual(client.events, [])  # the exit was not held back for this client
 
     def test_hello_lists_live_processes(self):
@@ -758,10 +770,12 @@ class MonitordTests(unittest.TestCase):
         pid2 = self.register("c2", "init", "sleep 30 >/dev/null 2>&1 & echo $! > PIDFILE")
         other = self.monitor.connect()
         self.assertEqual(
-            other.request("hello")["processes"],
+            described(other.request("hello")["processes"]),
             [
-                {"container": "c1", "process": "init", "pid": pid1, "tty": False},
-                {"container": "c2", "process": "init", "pid": pid2, "tty": False},
+                {"container": "c1", "process": "init", "pid": pid1, "tty": False,
+              "record_dir": self.dir, "fostered": False},
+                {"container": "c2", "process": "init", "pid": pid2, "tty": False,
+              "record_dir": self.dir, "fostered": False},
             ],
         )
         self.assertRaises(EOFError, self.client.read_message)
@@ -843,8 +857,9 @@ class MonitordTests(unittest.TestCase):
         reply = self.client.request("adopt", **adopt)
         self.assertEqual(reply, {"tag": 1, "ok": True, "pid": sleeper.pid})
         self.assertEqual(
-            self.client.request("hello")["processes"],
-            [{"container": "c9", "process": "init", "pid": sleeper.pid, "tty": False}],
+            described(self.client.request("hello")["processes"]),
+            [{"container": "c9", "process": "init", "pid": sleeper.pid, "tty": False,
+              "record_dir": self.dir, "fostered": False}],
         )
         sleeper.kill()
         event = self.client.event(event="exit")
@@ -866,7 +881,7 @@ class MonitordTests(unittest.TestCase):
         self.assertEqual(self.client.request("forget", container="c1", process="init")["ok"], True)
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not descendants(self.monitor.pid), message="reaped")
-        self.assertEqual(self.client.request("hello")["processes"], [])
+        self.assertEqual(described(self.client.request("hello")["processes"]), [])
         self.assertEqual([e for e in self.client.events if e["event"] == "exit"], [])
         self.assertFalse(os.path.exists(os.path.join(self.dir, "exit-init.json")))
 
@@ -1012,8 +1027,9 @@ class StdioHelperTests(unittest.TestCase):
 
     def test_open_stdio(self):
         """
-        FIFOs open read-write without blocking; files append; directories
-        and missing stdin are errors naming the path.
+        FIFOs open read-write without blocking; files are written at their end
+        without O_APPEND (splice refuses it); directories and missing stdin are
+        errors naming the path.
         """
         directory = self.mktemp()
         os.mkdir(directory)
@@ -1024,10 +1040,13 @@ class StdioHelperTests(unittest.TestCase):
         self.assertTrue(is_fifo)
         self.assertEqual(fcntl_flags(fd) & os.O_ACCMODE, os.O_RDWR)
         path = os.path.join(directory, "log")
+        with open(path, "wb") as f:
+            f.write(b"earlier\n")
         fd, is_fifo = monitord_stdio.open_stdio(path, "stderr")
         self.fds.append(fd)
         self.assertFalse(is_fifo)
-        self.assertTrue(fcntl_flags(fd) & os.O_APPEND)
+        self.assertFalse(fcntl_flags(fd) & os.O_APPEND)
+        self.assertEqual(os.lseek(fd, 0, os.SEEK_CUR), len(b"earlier\n"))
         self.assertTrue(fcntl_flags(fd) & os.O_NONBLOCK)
         e = self.assertRaises(monitord_stdio.StdioError, monitord_stdio.open_stdio, directory, "stdin")
         self.assertEqual(str(e), "cannot open stdin %s: Is a directory" % (directory,))

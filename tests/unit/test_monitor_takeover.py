@@ -1,0 +1,195 @@
+"""
+Monitor death survived, at the monitor's level: splice pumps hold no byte in memory, the monitor hands a copy
+of every stdio fd to its daemon, and a second monitor given those fds goes on without a byte lost or doubled.
+"""
+
+import array
+import json
+import os
+import signal
+import socket
+import time
+
+from twisted.trial import unittest
+
+from containerd_tx.monitor import monitord_stdio, takeover
+from tests.support import processes
+from tests.support.daemon import wait_for
+from tests.unit.test_monitord import SH, Client, Monitor, mkfifo
+
+
+class FdClient(Client):
+    """The test client, also receiving the fds that come with messages (as the daemon does)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.fds = []
+
+    def read_message(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no message from the monitor in %ss" % (timeout,))
+            self.sock.settimeout(remaining)
+            try:
+                data, ancdata, _, _ = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(253 * 4))
+            except socket.timeout:
+                continue
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds = array.array("i")
+                    fds.frombytes(payload[: len(payload) - len(payload) % 4])
+                    self.fds.extend(fds)
+            if not data:
+                raise EOFError("monitor closed the connection")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        message = json.loads(line)
+        if message.get("event") == "fds":
+            names = message["names"]
+            message["fds"] = dict(zip(names, self.fds[: len(names)]))
+            del self.fds[: len(names)]
+        return message
+
+    def send_with_fds(self, op, fds, **fields):
+        self.tag += 1
+        data = json.dumps(dict(fields, op=op, tag=self.tag)).encode() + b"\n"
+        self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+        return self.reply(self.tag)
+
+
+class SplicePumpTests(unittest.TestCase):
+
+    def setUp(self):
+        self.loop = monitord_stdio.Loop()
+        self.addCleanup(self.loop.selector.close)
+
+    def spin(self, times=5):
+        for _ in range(times):
+            self.loop.run_once(0.01)
+
+    def test_full_destination_leaves_bytes_in_the_pipe(self):
+        """
+        While the destination FIFO is full, the bytes wait in the source pipe (nothing in the monitor's
+        memory); drained, every byte arrives once and in order.
+        """
+        src_r, src_w = os.pipe()
+        dst_r, dst_w = os.pipe()
+        os.set_blocking(src_w, False)
+        os.set_blocking(dst_r, False)
+        pump = monitord_stdio.SplicePump(self.loop, src_r, dst_w, "test")
+        pump.on_src_end = lambda error: pump.close_input(close_dst=True)
+        sent = bytearray()
+        for i in range(200000):
+            line = b"%d\n" % (i,)
+            try:
+                os.write(src_w, line)
+            except BlockingIOError:
+                break
+            sent += line
+            if i % 1000 == 0:
+                self.spin(1)
+        self.spin()
+        self.assertEqual(pump._waiting, "dst")  # the destination is full
+        self.assertGreater(len(sent), 65536)  # more than the destination holds: the rest waits in the source
+        received = bytearray()
+        deadline = time.monotonic() + 10
+        while len(received) < len(sent) and time.monotonic() < deadline:
+            try:
+                received += os.read(dst_r, 1 << 16)
+            except BlockingIOError:
+                pass
+            self.spin(1)
+        self.assertEqual(bytes(received), bytes(sent))
+        os.close(src_w)
+        self.spin()
+        self.assertFalse(pump.is_open())  # EOF: both ends closed
+        self.assertEqual(os.read(dst_r, 10), b"")
+        os.close(dst_r)
+
+    def test_file_destination(self):
+        """A file opened by open_stdio (no O_APPEND) gets the bytes after what it held."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"before\n")
+        dst, _ = monitord_stdio.open_stdio(path, "stdout")
+        src_r, src_w = os.pipe()
+        pump = monitord_stdio.SplicePump(self.loop, src_r, dst, "test")
+        pump.on_src_end = lambda error: pump.close_input(close_dst=True)
+        os.write(src_w, b"after\n")
+        os.close(src_w)
+        self.spin()
+        self.assertFalse(pump.is_open())
+        self.assertIsNone(pump.fallback)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"before\nafter\n")
+
+
+class TakeoverTests(unittest.TestCase):
+
+    def test_second_monitor_goes_on(self):
+        """
+        A process writes numbered lines to a FIFO; its monitor is SIGKILLed; a second monitor given the fds
+        (takeover) goes on: no line lost or doubled, and the FIFO's reader never sees EOF meanwhile.
+        The process, re-parented to this test (a subreaper, as the daemon is), is reaped here with its
+        true status.
+        """
+        processes.become_subreaper()
+        first = Monitor(self)
+        client = FdClient(first.sock)
+        first.clients.append(client)
+        fifo = mkfifo(first.dir, "out")
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, reader)
+        pid_file = os.path.join(first.dir, "w.pid")
+        script = "i=0; while [ $i -lt 400 ]; do echo $i; i=$((i+1)); sleep 0.005; done; exit 7"
+        reply = client.spawn([SH, "-c", "(%s) & echo $! > %s" % (script, pid_file)], pid_file=pid_file,
+                             stdout=fifo, register={"container": "c1", "process": "init", "record_dir": first.dir})
+        self.assertEqual(reply["status"], 0)
+        pid = reply["pid"]
+        fdset = client.event(event="fds", container="c1")
+        self.assertEqual(sorted(fdset["fds"]), ["stdout_dst", "stdout_src"])
+        self.assertEqual(fdset["pid"], pid)
+        got = bytearray()
+
+        def read():
+            try:
+                chunk = os.read(reader, 1 << 16)
+            except BlockingIOError:
+                return
+            self.assertNotEqual(chunk, b"", "EOF while the process writes")
+            got.extend(chunk)
+
+        wait_for(lambda: read() or got.count(b"\n") > 50, message="lines through the first monitor")
+        os.kill(first.pid, signal.SIGKILL)
+        first.popen.wait()
+        wait_for(lambda: takeover.proc_stat(pid)[1] == os.getpid(), message="the writer re-parented here")
+        read()
+        second = Monitor(self, state_dir=first.dir)
+        client2 = FdClient(second.sock)
+        second.clients.append(client2)
+        client2.request("hello")
+        names = sorted(fdset["fds"])
+        entry = {key: fdset[key] for key in ("set", "container", "process", "pid", "record_dir", "tty",
+                                             "exited")}
+        reply = client2.send_with_fds("takeover", [fdset["fds"][n] for n in names],
+                                      sets=[dict(entry, names=names)])
+        self.assertTrue(reply["ok"], reply)
+        for fd in fdset["fds"].values():
+            os.close(fd)
+        self.assertEqual(client2.request("hello")["processes"][0]["fostered"], True)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 7)
+        self.assertTrue(client2.request("ended", container="c1", process="init", pid=pid)["ok"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(reader, 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            if not chunk:
+                break  # EOF: the second monitor closed the FIFO after the last line
+            got.extend(chunk)
+        self.assertEqual(got.decode().splitlines(), [str(i) for i in range(400)])
