@@ -135,6 +135,8 @@ class ContainerdService(service.MultiService):
                                                    monitor_args=self._protection.monitor_args())
         self.monitor.on_lost = self._monitor_lost
         self.monitor.survive = self._subreaper
+        # An older monitor re-executes itself in place with this daemon's monitor code (nothing is lost).
+        await self.monitor.upgrade()
         # A stopped or hung monitor: calls needing it fail with DEADLINE_EXCEEDED within the start timeout.
         self.monitor.timeout = self.config["start-timeout"]
         log.info("monitor process {pid} watches the containers", pid=self.monitor.monitor_pid)

@@ -355,6 +355,8 @@ class MonitorClient:
         self._connect_args = (sys.executable, None, 10.0, ())
         self._monitor_pidfd = None
         self.protocol = None
+        self._reexec = False
+        self._recovered_waiters = []
 
     @classmethod
     def connect(cls, reactor, state_dir, python=sys.executable, idle_exit=None, timeout=10.0, monitor_args=()):
@@ -377,7 +379,8 @@ class MonitorClient:
         )
 
     @classmethod
-    async def _connect(cls, reactor, state_dir, python, idle_exit, timeout, monitor_args=(), into=None):
+    async def _connect(cls, reactor, state_dir, python, idle_exit, timeout, monitor_args=(), into=None,
+                       start=True):
         deadline = reactor.seconds() + timeout
         sock_path = os.path.join(state_dir, "monitor.sock")
         started = None
@@ -407,7 +410,7 @@ class MonitorClient:
                     problem = "monitor went away during hello: %s" % (e,)
                 else:
                     return client
-            elif started is None or started.ended:
+            elif start and (started is None or started.ended):
                 try:
                     started = start_monitor(reactor, state_dir, python, idle_exit, monitor_args)
                 except OSError as e:
@@ -709,7 +712,7 @@ class MonitorClient:
         )
         if self.recovering and not self._disconnecting:
             pass  # a monitor lost while taking over: the takeover fails or retries
-        elif not self._disconnecting and self.survive:
+        elif not self._disconnecting and (self.survive or self._reexec):
             log.warn("{why}: a new monitor takes over", why=why)
             self._start_recovery()
         elif not self._disconnecting:
@@ -736,8 +739,12 @@ class MonitorClient:
 
     async def _recover(self):
         old = self.monitor_pid
-        gone = await self._monitor_gone(2.0)
-        if gone:
+        reexec = self._reexec
+        gone = False if reexec else await self._monitor_gone(2.0)
+        if reexec:
+            log.info("the container monitor (pid {pid}) re-executes itself: connecting again", pid=old)
+            self.fdstore.close_all()
+        elif gone:
             log.warn("the container monitor (pid {pid}) died: its processes are now the daemon's children; "
                      "starting a new monitor", pid=old)
             self._foster_orphans()
@@ -747,7 +754,8 @@ class MonitorClient:
             self.fdstore.close_all()
         python, idle_exit, timeout, monitor_args = self._connect_args
         await MonitorClient._connect(self._reactor, self.state_dir, python, idle_exit, timeout, monitor_args,
-                                     into=self)
+                                     into=self, start=not reexec)
+        self._reexec = False
         handed = 0
         if gone:
             handed = await self._hand_over()
@@ -762,10 +770,17 @@ class MonitorClient:
                 self._send_spawn(message, waiter)
             else:
                 self._pending[self._send(message)] = waiter
+        waiters, self._recovered_waiters = self._recovered_waiters, []
+        for d in waiters:
+            d.callback(None)
 
     def _recovery_failed(self, failure):
         log.failure("no monitor could take over", failure)
         self.recovering = False
+        self._reexec = False
+        waiters, self._recovered_waiters = self._recovered_waiters, []
+        for d in waiters:
+            d.errback(MonitorLost("no monitor could take over"))
         queued, self._queued = self._queued, []
         for message, waiter in queued:
             if isinstance(waiter, Spawn):
@@ -861,3 +876,41 @@ class MonitorClient:
             except MonitorError as e:
                 log.warn("cannot watch {c}/{p}: {e}", c=entry.container, p=entry.process, e=e)
         return len(entries)
+
+    async def upgrade(self):
+        """
+        A monitor older than this daemon (its hello says a lower protocol) is asked to re-execute itself in
+        place (C{reexec}: same pid, children and fds; its registry goes through a memfd), so it runs this
+        daemon's monitor code and nothing is lost.  A monitor too old to know C{reexec} is used as it is,
+        with the exact instructions to replace it logged.
+
+        @return: True when the monitor speaks this daemon's protocol (now).
+        """
+        if not isinstance(self.protocol, int) or self.protocol >= PROTOCOL:
+            return True
+        old = self.protocol
+        for _ in range(100):
+            d = defer.Deferred()
+            self._recovered_waiters.append(d)
+            self._reexec = True
+            try:
+                await self._request({"op": "reexec"}, force=True)
+            except MonitorLost:
+                pass  # the exec closed the connection first
+            except MonitorError as e:
+                self._reexec = False
+                self._recovered_waiters.remove(d)
+                if str(e).startswith("busy"):
+                    await deferLater(self._reactor, 0.1, lambda: None)
+                    continue
+                log.warn("the container monitor (pid {pid}) speaks protocol {old} and cannot re-execute itself "
+                         "({e}): it goes on serving, but its death is not survivable and its processes' stdio "
+                         "is not held by the daemon. To replace it: stop the daemon, stop every container, "
+                         "`kill {pid}` (it removes {sock}), then start the daemon",
+                         pid=self.monitor_pid, old=old, e=e, sock=os.path.join(self.state_dir, "monitor.sock"))
+                return False
+            await d
+            log.info("the container monitor (pid {pid}) was upgraded in place from protocol {old} to {new}",
+                     pid=self.monitor_pid, old=old, new=self.protocol)
+            return self.protocol >= PROTOCOL
+        return False

@@ -460,6 +460,8 @@ class Monitor:
         #: with their true status.
         self.held_zombies = set()
         self.rescan_at = None
+        self.protocol = PROTOCOL
+        self.args = []
         self.records = None
         self.stopping = False
         self.idle_since = None
@@ -477,6 +479,7 @@ class Monitor:
             "exit_handled": self.op_exit_handled,
             "takeover": self.op_takeover,
             "ended": self.op_ended,
+            "reexec": self.op_reexec,
             "ping": lambda conn, tag, req: {"ok": True},
         }
 
@@ -494,7 +497,7 @@ class Monitor:
             return False
         return True
 
-    def start(self):
+    def start(self, resumed=False):
         """
         Become session leader and subreaper, set up signals, write the pid
         file, listen on the socket.
@@ -505,10 +508,11 @@ class Monitor:
                 os.fstat(fd)
             except OSError:
                 os.dup2(os.open(os.devnull, os.O_RDWR), fd)
-        try:
-            os.setsid()
-        except OSError as e:
-            log("setsid failed (%s); continuing in the current session" % (e.strerror,))
+        if not resumed:
+            try:
+                os.setsid()
+            except OSError as e:
+                log("setsid failed (%s); continuing in the current session" % (e.strerror,))
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             log("prctl(PR_SET_CHILD_SUBREAPER) failed: %s" % (os.strerror(ctypes.get_errno()),))
@@ -808,7 +812,7 @@ class Monitor:
     def op_hello(self, conn, tag, req):
         processes = [self.procs[k].describe() for k in sorted(self.procs)]
         exits = [record for _, record in self.unwritten.values()]
-        conn.send({"tag": tag, "ok": True, "pid": self.pid, "protocol": PROTOCOL, "processes": processes,
+        conn.send({"tag": tag, "ok": True, "pid": self.pid, "protocol": self.protocol, "processes": processes,
                    "exits": exits})
         # The new daemon's fd store: a copy of every stdio fd, registered processes and exited ones still
         # flushing.
@@ -864,6 +868,111 @@ class Monitor:
                 self.register(container, process, pid, record_dir, proxies, fostered=True, set_id=set_id)
         log("took over the stdio of %d processes (%d fds) from a previous monitor" % (len(sets), count))
         return {"ok": True}
+
+    def op_reexec(self, conn, tag, req):
+        """
+        Re-execute the monitor's script in place: C{os.execv} keeps the pid, the children (so every exit is
+        still ours to reap, with its true status) and the fds; the registry goes in an inherited memfd.  A
+        newer daemon upgrades an older monitor this way without losing a container, an fd or an exit.  The
+        connection ends with the exec; the daemon connects again.  Refused while a spawn runs or a record is
+        being written (try again).
+        """
+        if self.spawns:
+            raise RequestFailed("busy: %d spawns running; try again" % (len(self.spawns),))
+        if self.records is not None and self.records.pending:
+            raise RequestFailed("busy: exit records being written; try again")
+        sets = []
+        keep = [self.lock_fd]
+        for set_id, proxies in self.fdsets.items():
+            fds = proxies.fds()
+            proc = self.procs.get((proxies.meta["container"], proxies.meta["process"]))
+            registered = proc is not None and proc.proxies is proxies
+            buffers = {}
+            for key, pump in (("out", proxies.out_pump), ("in", proxies.in_pump if proxies.tty else None)):
+                if isinstance(pump, sio.Pump) and pump.buf:
+                    buffers[key] = b64(bytes(pump.buf))
+            sets.append(dict(proxies.meta, set=set_id, tty=proxies.tty, fds=fds, registered=registered,
+                             fostered=registered and proc.fostered, watched=registered and proc.pidfd is not None,
+                             buffers=buffers))
+            keep.extend(fds.values())
+        state = {
+            "sets": sets,
+            "unwritten": [[d, r] for d, r in self.unwritten.values()],
+            "held_zombies": sorted(self.held_zombies),
+            "unclaimed": [[pid, st, t] for pid, (st, t) in self.unclaimed.items()],
+            "lock_fd": self.lock_fd,
+            "started_ns": self.started_ns,
+            "serial": self._set_serial,
+        }
+        memfd = os.memfd_create("monitord-state", 0)
+        data = memoryview(json.dumps(state).encode())
+        while data:
+            data = data[os.write(memfd, data):]
+        os.lseek(memfd, 0, os.SEEK_SET)
+        for fd in keep:
+            os.set_inheritable(fd, True)
+        # No connection is accepted by this image from now on: a daemon connecting again reaches the next.
+        self.loop.discard(self.listener.fileno())
+        self.listener.close()
+        conn.send({"tag": tag, "ok": True})
+        conn.sock.setblocking(True)
+        conn._flush()
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitord.py")
+        log("re-executing %s in place (%d processes, %d fd sets)" % (script, len(self.procs), len(sets)))
+        os.execv(sys.executable, [sys.executable, "-S", script] + self.args + ["--resume-fd", str(memfd)])
+
+    def load_state(self, fd):
+        """Read the state a previous image of this monitor saved (L{op_reexec})."""
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(fd)
+        state = json.loads(b"".join(chunks))
+        self.lock_fd = state["lock_fd"]
+        os.set_inheritable(self.lock_fd, False)
+        return state
+
+    def resume(self, state):
+        """Go on from a saved state: every process, fd set, kept record and held zombie."""
+        self.started_ns = state["started_ns"]
+        self._set_serial = state["serial"]
+        for entry in state["sets"]:
+            fds = {name: fd for name, fd in entry["fds"].items()}
+            for fd in fds.values():
+                os.set_inheritable(fd, False)
+            name = "%s/%s" % (entry["container"], entry["process"])
+            proxies = sio.Proxies.restore(self.loop, name, fds, entry["tty"])
+            for key, pump in (("out", proxies.out_pump), ("in", proxies.in_pump)):
+                data = entry.get("buffers", {}).get(key)
+                if data and isinstance(pump, sio.Pump):
+                    pump.buf[:0] = binascii.a2b_base64(data)
+                    pump._flush()
+            meta = {k: entry[k] for k in ("container", "process", "pid", "record_dir")}
+            if entry["registered"]:
+                proc = self.register(entry["container"], entry["process"], entry["pid"], entry["record_dir"],
+                                     proxies, fostered=entry["fostered"], set_id=entry["set"])
+                if entry["watched"]:
+                    try:
+                        proc.pidfd = os.pidfd_open(proc.pid)
+                    except OSError:
+                        self.proc_exited(proc, UNKNOWN_STATUS, time.time_ns(), unknown=True)
+                        continue
+                    self.loop.add_reader(proc.pidfd, lambda proc=proc: self._on_pidfd(proc))
+            else:
+                self.track(entry["set"], proxies, meta=dict(meta, exited=False))
+                proxies.close(drain=True)
+                self._set_exited(proxies)
+        for record_dir, record in state["unwritten"]:
+            self.unwritten[(record["container"], record["process"])] = (record_dir, record)
+        if self.unwritten:
+            self.retry_at = time.monotonic()
+        self.held_zombies.update(state["held_zombies"])
+        for pid, status, time_ns in state["unclaimed"]:
+            self.unclaimed[pid] = (status, time_ns)
+        self.reap()
 
     def op_ended(self, conn, tag, req):
         """A fostered process exited (the daemon reaped it): its output is flushed, its stdio closed."""
@@ -1361,7 +1470,12 @@ _INT_OPTIONS = {
     "--oom-score-adj": ("own_oom", -1000, 1000),
     "--child-oom-score-adj": ("child_oom", -1000, 1000),
     "--child-nofile": ("child_nofile", 1, 2**31 - 1),
+    # The protocol version hello reports (tests use it to play an older monitor).
+    "--protocol": ("protocol", 1, PROTOCOL),
+    # A re-executed monitor: the memfd with the state its previous image saved (see op_reexec).
+    "--resume-fd": ("resume_fd", 3, 2**31 - 1),
 }
+_EXTRA_OPTIONS = ("protocol", "resume_fd")
 
 
 def parse_args(args):
@@ -1401,12 +1515,41 @@ def parse_args(args):
     except (ValueError, IndexError) as e:
         sys.stderr.write("monitord: %s\n%s" % (e or "missing value", USAGE))
         sys.exit(2)
-    return os.path.abspath(state_dir), idle_exit, ChildAttributes(**ints)
+    extra = {key: ints.pop(key) for key in _EXTRA_OPTIONS if key in ints}
+    return os.path.abspath(state_dir), idle_exit, ChildAttributes(**ints), extra
+
+
+def _without(args, names):
+    """C{args} without the options C{names} (and their values)."""
+    kept = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name in names:
+            skip = not eq
+            continue
+        kept.append(arg)
+    return kept
 
 
 def main(args=None):
-    state_dir, idle_exit, child_attributes = parse_args(sys.argv[1:] if args is None else args)
+    args = sys.argv[1:] if args is None else list(args)
+    state_dir, idle_exit, child_attributes, extra = parse_args(args)
     monitor = Monitor(state_dir, idle_exit, child_attributes)
+    monitor.protocol = extra.get("protocol", PROTOCOL)
+    monitor.args = _without(args, ("--resume-fd", "--protocol"))
+    if "resume_fd" in extra:
+        # Re-executed in place (same pid, children and fds): go on from the saved state.
+        state = monitor.load_state(extra["resume_fd"])
+        monitor.start(resumed=True)
+        monitor.resume(state)
+        log("re-executed: protocol %d, %d processes, %d fd sets" % (
+            monitor.protocol, len(monitor.procs), len(monitor.fdsets)))
+        monitor.run()
+        return 0
     if not monitor.lock():
         try:
             with open(monitor.pid_path) as f:

@@ -193,3 +193,103 @@ class TakeoverTests(unittest.TestCase):
                 break  # EOF: the second monitor closed the FIFO after the last line
             got.extend(chunk)
         self.assertEqual(got.decode().splitlines(), [str(i) for i in range(400)])
+
+
+class ReexecTests(unittest.TestCase):
+
+    def test_older_monitor_upgraded_in_place(self):
+        """
+        A monitor that says it speaks an older protocol re-executes itself in place when asked: same pid,
+        its registered processes and fd sets kept, output flowing with no line lost or doubled, and an exit
+        after the upgrade reported with its true status (the processes are still its children).
+        """
+        monitor = Monitor(self, args=("--protocol", "1"))
+        client = FdClient(monitor.sock)
+        monitor.clients.append(client)
+        self.assertEqual(client.request("hello")["protocol"], 1)
+        fifo = mkfifo(monitor.dir, "out")
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, reader)
+        pid_file = os.path.join(monitor.dir, "w.pid")
+        script = "i=0; while [ $i -lt 300 ]; do echo $i; i=$((i+1)); sleep 0.005; done; exit 9"
+        reply = client.spawn([SH, "-c", "(%s) & echo $! > %s" % (script, pid_file)], pid_file=pid_file,
+                             stdout=fifo, register={"container": "c1", "process": "init", "record_dir": monitor.dir})
+        pid = reply["pid"]
+        got = bytearray()
+
+        def read():
+            try:
+                got.extend(os.read(reader, 1 << 16))
+            except BlockingIOError:
+                pass
+
+        wait_for(lambda: read() or got.count(b"\n") > 30, message="lines before the upgrade")
+        self.assertTrue(client.request("reexec")["ok"])
+        client.close()
+
+        def connected():
+            try:
+                return FdClient(monitor.sock)
+            except OSError:
+                return None
+
+        again = wait_for(connected, message="the re-executed monitor to listen")
+        monitor.clients.append(again)
+        hello = again.request("hello")
+        self.assertEqual((hello["pid"], hello["protocol"]), (monitor.pid, 2))
+        self.assertEqual([(p["container"], p["pid"], p["fostered"]) for p in hello["processes"]],
+                         [("c1", pid, False)])
+        self.assertEqual(again.event(event="fds", container="c1")["names"], ["stdout_dst", "stdout_src"])
+        self.assertEqual(again.event(event="exit", container="c1", timeout=30)["status"], 9)
+        wait_for(lambda: read() or got.count(b"\n") >= 300, message="every line")
+        self.assertEqual(got.decode().splitlines(), [str(i) for i in range(300)])
+        self.assertIn("re-executed: protocol 2, 1 processes", monitor.log())
+
+
+class DaemonUpgradeTests(unittest.TestCase):
+
+    async def _upgrade(self):
+        from twisted.internet import reactor
+
+        from containerd_tx.monitor.client import PROTOCOL, MonitorClient
+
+        monitor = Monitor(self, args=("--protocol", "1"))
+        blocking = monitor.connect()
+        pid_file = os.path.join(monitor.dir, "s.pid")
+        reply = blocking.spawn([SH, "-c", "sleep 1000 & echo $! > %s" % (pid_file,)],
+                               pid_file=pid_file, stdout=os.path.join(monitor.dir, "out"),
+                               register={"container": "c1", "process": "init", "record_dir": monitor.dir})
+        pid = reply["pid"]
+        self.addCleanup(lambda: processes.alive(pid) and os.kill(pid, signal.SIGKILL))
+        blocking.close()
+        client = await MonitorClient.connect(reactor, monitor.dir)
+        self.addCleanup(client.disconnect)
+        self.assertEqual(client.protocol, 1)
+        self.assertTrue(await client.upgrade())
+        self.assertEqual((client.monitor_pid, client.protocol), (monitor.pid, PROTOCOL))
+        self.assertEqual([(p["container"], p["pid"]) for p in client.processes], [("c1", pid)])
+        from twisted.internet.task import deferLater
+
+        deadline = time.monotonic() + 10
+        while not client.fdstore.sets and time.monotonic() < deadline:
+            await deferLater(reactor, 0.02, lambda: None)  # the fd sets follow the hello reply
+        [entry] = client.fdstore.sets.values()
+        self.assertEqual((entry.pid, sorted(entry.fds)), (pid, ["stdout_dst", "stdout_src"]))
+        exits = []
+        client.on_exit = exits.append
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not exits and time.monotonic() < deadline:
+            from twisted.internet.task import deferLater
+
+            await deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual([(e["process"], e["status"]) for e in exits], [("init", 137)])
+
+    def test_newer_daemon_upgrades_older_monitor(self):
+        """
+        A newer daemon meeting an older monitor (its hello says protocol 1) has it re-execute itself in place:
+        same pid, the registered process and its fds kept, its exit reported with its true status.
+        """
+        from twisted.internet import defer
+
+        return defer.ensureDeferred(self._upgrade())
