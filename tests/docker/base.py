@@ -45,9 +45,12 @@ class DockerTestCase(unittest.TestCase):
     def _reset(self):
         try:
             self.stack.reset()
-        except BaseException:
+        except BaseException as e:
             # The next test gets a fresh stack; this one reports what was wrong.
-            engine.destroy_shared()
+            try:
+                engine.destroy_shared()
+            except AssertionError as cleanup:
+                raise AssertionError(f"{e}\nthen, taking the stack down: {cleanup}") from e
             raise
 
     # Helpers.

@@ -8,9 +8,9 @@ L{Stack.destroy} takes everything down, also after failures.
 
 Things dockerd makes outside its roots, and what is done about them:
  - C{/etc/docker/key.json}: avoided with C{--deprecated-key-path} inside the stack's folder;
- - C{/run/docker/libnetwork/<id>.sock} and C{/run/docker/plugins}: fixed paths in the engine; what a stack
-   added there is removed after its dockerd stops (folders only when the stack created them and they are
-   empty);
+ - C{/run/docker/libnetwork/<id>.sock} and C{/run/docker/plugins}: fixed paths in the engine; the sockets
+   that appeared while a stack ran and that nothing listens on any more are removed after its dockerd stops,
+   the folders when the stack created them and they are empty (another engine may be using them);
  - the C{docker_gwbridge} interface of swarm mode: removed through the engine by L{Stack.reset}, and
    deleted with C{ip link} after dockerd stops if it is still there and was not there before;
  - the docker CLI's config: C{DOCKER_CONFIG} points into the stack's folder;
@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 
@@ -142,6 +143,33 @@ def _links():
     return {line.split(":", 2)[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
 
 
+def _other_dockerds():
+    """Pids of running dockerd processes (ours are stopped before L{HostTraces.remove})."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                exe = os.readlink(f"/proc/{entry}/exe")
+            except OSError:
+                continue
+            if os.path.basename(exe) == "dockerd" and processes.alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+def _listening(path):
+    """Whether something accepts connections on the unix socket C{path}."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(2)
+        sock.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
 def _listdir(path):
     try:
         return set(os.listdir(path))
@@ -163,17 +191,24 @@ class HostTraces:
         left = []
         now = _listdir(LIBNETWORK_DIR)
         for name in sorted((now or set()) - (self.libnetwork or set())):
+            path = os.path.join(LIBNETWORK_DIR, name)
+            if _listening(path):
+                continue  # another engine's, alive
             try:
-                os.unlink(os.path.join(LIBNETWORK_DIR, name))
+                os.unlink(path)
             except OSError as e:
-                left.append(f"{LIBNETWORK_DIR}/{name}: {e}")
+                left.append(f"{path}: {e}")
+        others = _other_dockerds()
         for path, existed in ((LIBNETWORK_DIR, self.libnetwork is not None), (PLUGINS_DIR, self.plugins),
                               (RUN_DIR, self.run_dir)):
-            if not existed and os.path.isdir(path):
+            # Also when it was there before, made by an engine of another run that has stopped since.
+            if (not existed or not others) and os.path.isdir(path) and not os.listdir(path):
                 try:
                     os.rmdir(path)
                 except OSError as e:
                     left.append(f"{path}: {e}")
+        if others:
+            return left  # the interfaces may be theirs
         for link in sorted((_links() - self.links) & set(ENGINE_LINKS)):
             if subprocess.run(["ip", "link", "del", link], capture_output=True).returncode != 0:
                 left.append(f"interface {link}")
@@ -416,29 +451,48 @@ class Stack:
         check that the daemon and the runtime are left with no container.
         """
         self.ensure_running()
+        self.remove_engine_objects()
+        _settle(self.engine.container_ids, "dockerd to have no container")
+        _settle(self.daemon.containers, "containerd-tx to list no container")
+        _settle(self.daemon.runtime_leftovers, "the runtime to have no container")
+        shutil.rmtree(self.gates, ignore_errors=True)
+        os.makedirs(self.gates, exist_ok=True)
+
+    def remove_engine_objects(self):
+        """Through the engine: leave the swarm, remove every container, network and volume."""
         engine = self.engine
         if engine.swarm_state() not in ("inactive", ""):
             engine.run("swarm", "leave", "--force")
             wait_for(lambda: engine.swarm_state() == "inactive", SETTLE_TIMEOUT, interval=0.2,
                      message="the engine to leave the swarm")
+            # The engine takes the swarm's networks (ingress, overlays) down by itself, after the leave.
+            _settle(lambda: engine.run("network", "ls", "-q", "--filter", "scope=swarm").out.split(),
+                    "the swarm's networks to go")
         ids = engine.container_ids()
         if ids:
             engine.run("rm", "-f", "-v", *ids)
         networks = set(engine.run("network", "ls", "--format", "{{.Name}}").out.split())
-        extra = sorted(networks - {"bridge", "host", "none"})
-        if extra:
-            engine.run("network", "rm", *extra)
+        for network in sorted(networks - {"bridge", "host", "none"}):
+            # docker_gwbridge keeps "active endpoints" until the ingress sandbox is gone.
+            _settle(lambda: [r.err.strip() for r in [engine.run("network", "rm", network, check=False)]
+                             if r.rc != 0 and "No such network" not in r.err],
+                    f"network {network} to be removed")
         volumes = engine.run("volume", "ls", "-q").out.split()
         if volumes:
             engine.run("volume", "rm", *volumes)
-        wait_for(lambda: not engine.container_ids(), SETTLE_TIMEOUT, interval=0.2,
-                 message="dockerd to have no container")
-        wait_for(lambda: not self.daemon.containers(), SETTLE_TIMEOUT, interval=0.2,
-                 message=f"containerd-tx to list no container (it lists {self.daemon.containers()})")
-        wait_for(lambda: not self.daemon.runtime_leftovers(), SETTLE_TIMEOUT, interval=0.2,
-                 message=f"the runtime to have no container ({self.daemon.runtime_leftovers()})")
-        shutil.rmtree(self.gates, ignore_errors=True)
-        os.makedirs(self.gates, exist_ok=True)
+
+    def keep_logs(self):
+        """
+        Under trial (whose working folder is its C{_trial_temp} or one under it), keep dockerd's and
+        containerd-tx's logs in C{docker-logs/<stack>/} there, to read after a failure.
+        """
+        if not any(part.startswith("_trial") for part in os.getcwd().split(os.sep)):
+            return
+        keep = os.path.join(os.getcwd(), "docker-logs", os.path.basename(self.root))
+        os.makedirs(keep, exist_ok=True)
+        for path, name in ((self.engine.log_path, "dockerd.log"), (self.daemon.log_path, "containerd-tx.log")):
+            if os.path.exists(path):
+                shutil.copyfile(path, os.path.join(keep, name))
 
     def destroy(self):
         """
@@ -452,9 +506,9 @@ class Stack:
         problems = []
         if self.engine.running() and self.daemon.running():
             try:
-                self.reset()
+                self.remove_engine_objects()
             except Exception as e:  # noqa: BLE001 - the rest must still be cleaned
-                problems.append(f"reset: {e}")
+                problems.append(f"removing the engine's containers and networks: {e}")
         try:
             self.engine.stop()
         except AssertionError as e:
@@ -464,22 +518,37 @@ class Stack:
         if left:
             problems.append(f"mounts left: {left}")
         problems.extend(self.host.remove())
-        problems.extend(remove_cgroups(self.engine.cgroup_parent))
         if self.daemon.running():
             try:
                 self.daemon.stop()
             except AssertionError as e:
                 problems.append(str(e))
+        self.keep_logs()
         if self.daemon.process is not None:
             leftovers = self.daemon.runtime_leftovers()
             if leftovers:
                 problems.append(f"runtime containers left (deleted now): {leftovers}")
             self.daemon.destroy()
         processes.reap_orphans()
+        problems.extend(remove_cgroups(self.engine.cgroup_parent))
         if not mounts_under(self.root):
             shutil.rmtree(self.root, ignore_errors=True)
         if problems:
             raise AssertionError("docker tier clean-up: " + "; ".join(problems))
+
+
+def _settle(found, message):
+    """Wait until C{found()} is empty; the error says what it still was."""
+    last = []
+
+    def empty():
+        last[:] = [found()]
+        return not last[0]
+
+    try:
+        wait_for(empty, SETTLE_TIMEOUT, interval=0.2, message=message)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; still there: {last[0] if last else '?'}")
 
 
 _current = {"key": None, "stack": None}
