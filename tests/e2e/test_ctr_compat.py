@@ -7,6 +7,7 @@ completion that asks the daemon.
 
 import os
 import subprocess
+import time
 
 from tests.e2e.base import CTR, REPO, SLEEPER, CtrTestCase, LineReader, ctr_env, json_lines, now_stamp
 from tests.support.daemon import wait_for
@@ -71,10 +72,19 @@ class GoFlagTests(CtrTestCase):
         self.start(self.box, *SLEEPER)
         self.start(self.web, *SLEEPER)
         process, lines = self.ctr_background("containers", "watch", "-o", "json", self.box)
-        # The watch is subscribed once an event it prints comes through: signal the container until one does.
-        self.ctr_ok("containers", "pause", self.box)
+        # The watch is subscribed once an event it prints comes through (it replays nothing): pause the container
+        # until one does, resuming between tries.
         self.ctr_ok("containers", "pause", self.web)
-        paused = lines.next_matching(lambda line: '"pause"' in line)
+        deadline = time.monotonic() + 120
+        while True:
+            self.ctr_ok("containers", "pause", self.box)
+            try:
+                paused = lines.next_matching(lambda line: '"pause"' in line, timeout=2)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                self.ctr_ok("containers", "resume", self.box)
         self.assertEqual(json_lines(paused)[0]["id"], self.box)
         self.ctr_ok("containers", "kill", "-s", "KILL", self.box)
         self.ctr_ok("containers", "resume", self.box)
