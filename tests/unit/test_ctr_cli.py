@@ -694,9 +694,8 @@ class StartTests(DaemonTestCase):
         seen = {}
         big = b"x" * 200000 + b"\n"
 
-        def container(request):
-            with open(request.stdin, "rb") as stdin, open(request.stdout, "wb") as out, \
-                    open(request.stderr, "wb") as err:
+        def container(request, stdin, out, err):
+            with stdin, out, err:
                 data, seen["stdin EOF"] = _read_to_eof(stdin.fileno())  # ctr closes its end at local EOF
                 seen["stdin"] = data
                 seen["closed"] = self.api.stdin_closed.wait(5)
@@ -712,7 +711,10 @@ class StartTests(DaemonTestCase):
             seen["modes"] = [stat.S_IMODE(os.stat(p).st_mode) for p in (request.stdin, request.stdout, request.stderr)]
             seen["fifos"] = all(stat.S_ISFIFO(os.stat(p).st_mode)
                                 for p in (request.stdin, request.stdout, request.stderr))
-            threading.Thread(target=container, args=(request,)).start()
+            # Opened before CreateContainer answers, as the daemon does: stdin written and closed by ctr before
+            # anyone had opened the FIFO for reading would be gone.
+            streams = (open(request.stdin, "rb"), open(request.stdout, "wb"), open(request.stderr, "wb"))
+            threading.Thread(target=container, args=(request, *streams)).start()
 
         self.api.on_create = on_create
         self.patch(stdio, "DRAIN_IDLE", 60)  # the drain must end at EOF, not by waiting for silence

@@ -148,19 +148,24 @@ class ExecAttachTests(DaemonTestCase):
     def test_attach(self):
         seen = {}
 
-        def process(request):
-            with open(request.stdin, "rb") as stdin, open(request.stdout, "wb") as out, \
-                    open(request.stderr, "wb") as err:
+        def process(request, stdin, out, err):
+            with stdin, out, err:
                 data, seen["stdin EOF"] = _read_to_eof(stdin.fileno())
                 out.write(b"0\n" + data)
                 err.write(b"oops\n")
+            # ctr closes the process's stdin at its local EOF; a real process could exit before that arrives,
+            # but this test checks that it is sent, so the process ends only after it.
+            seen["closed"] = self.api.stdin_closed.wait(60)
             # Another process's exit must not end the attach.
             self.api.publish(make_event("exit", "web", pid="other", status=9))
             self.api.publish(make_event("exit", "web", pid=request.pid, status=4))
 
         def on_add_process(request, context):
             seen["modes"] = [stat.S_IMODE(os.stat(p).st_mode) for p in (request.stdin, request.stdout, request.stderr)]
-            threading.Thread(target=process, args=(request,)).start()
+            # Opened before AddProcess answers, as the daemon does: stdin written and closed by ctr before
+            # anyone had opened the FIFO for reading would be gone.
+            streams = (open(request.stdin, "rb"), open(request.stdout, "wb"), open(request.stderr, "wb"))
+            threading.Thread(target=process, args=(request, *streams)).start()
 
         self.api.on_add_process = on_add_process
         result = self.run_ctr("containers", "exec", "--id", "web", "--pid", "probe", "-a", "--", "sh", "-c",
@@ -169,6 +174,7 @@ class ExecAttachTests(DaemonTestCase):
         self.assertEqual(result.stdout_bytes, b"0\ntyped\n")  # no process id printed when attached
         self.assertEqual(result.stderr, "oops\n")
         self.assertTrue(seen["stdin EOF"])
+        self.assertTrue(seen["closed"])
         self.assertEqual(seen["modes"], [0o600] * 3)
         [request] = self.api.requests_of("AddProcess")
         self.assertEqual((request.id, request.pid, list(request.args), request.terminal),
