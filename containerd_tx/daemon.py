@@ -14,6 +14,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from containerd_tx import sd_notify
+from containerd_tx.layout import StateDirLayout
 from containerd_tx.api_service import APIService
 from containerd_tx.bridge import ReactorBridge
 from containerd_tx.errors import InvalidArgument, Unavailable
@@ -60,6 +61,7 @@ class ContainerdService(service.MultiService):
         self.reactor = reactor
         self._on_fatal = on_fatal
         self.state_dir = config["state-dir"]
+        self.layout = StateDirLayout(self.state_dir)
         self.supervisor = None
         self.monitor = None
         self.grpc = None
@@ -93,7 +95,7 @@ class ContainerdService(service.MultiService):
         self._subreaper = takeover.become_subreaper()
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
-        self._state_lock = os.open(os.path.join(self.state_dir, "containerd.lock"),
+        self._state_lock = os.open(self.layout.daemon_lock,
                                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self._state_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -108,8 +110,8 @@ class ContainerdService(service.MultiService):
         except SocketInUse as e:
             self._release_state_lock()
             raise StartupError(str(e))
-        for name in ("sockets", "runtime"):
-            os.makedirs(os.path.join(self.state_dir, name), mode=0o700, exist_ok=True)
+        for folder in (self.layout.sockets_dir, self.layout.runtimes_dir):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
         if filesystem_type(self.state_dir) in MEMORY_FILESYSTEMS:
             # On tmpfs (/run on a systemd host) fsync costs nothing and a record is a few microseconds of
             # syscalls: written inline, with no thread hand-off per change.
@@ -125,7 +127,7 @@ class ContainerdService(service.MultiService):
             self.metrics.timer(name)  # reported from the start, even before the first sample
         process_gauges(self.metrics)
         self.metrics.counter(OOM_EVENTS)
-        events = EventLog(os.path.join(self.state_dir, "events.log"), self.config["retain-count"],
+        events = EventLog(self.layout.events_log, self.config["retain-count"],
                           counter=self.metrics.counter(EVENTS))
         self._store, self._events = store, events
 
@@ -151,7 +153,7 @@ class ContainerdService(service.MultiService):
             runtime_factory=self._runtime_named,
             concurrency=self.config["concurrency"],
             start_timeout=self.config["start-timeout"],
-            sockets_dir=os.path.join(self.state_dir, "sockets"),
+            sockets_dir=self.layout.sockets_dir,
             metrics=self.metrics,
             oom=OomWatcher(self.reactor, self._report_oom) if self.config["oom-notify"] else None,
         )
@@ -220,7 +222,7 @@ class ContainerdService(service.MultiService):
 
     def _make_runtime(self, name, path, global_args):
         return RuncRuntime(self.reactor, self.monitor, os.path.basename(name), path,
-                           root=os.path.join(self.state_dir, "runtime", os.path.basename(name)),
+                           root=self.layout.runtime_root(name),
                            global_args=global_args, debug=self.config["log-level"] == "debug")
 
     def _runtime_named(self, name):

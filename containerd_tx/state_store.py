@@ -2,14 +2,8 @@
 """
 The daemon's records on disk, in the state dir, so that a restarted daemon finds its containers again.
 
-Layout (every file written atomically: temporary file, fsync, rename)::
-
-    <state-dir>/containers/<id>/container.json      the container (bundle, runtime, labels, cgroups, ...)
-    <state-dir>/containers/<id>/process-<pid>.json  each process (init and exec'd), with its host pid
-    <state-dir>/containers/<id>/exit-<pid>.json     exit records, written by the monitor process
-    <state-dir>/containers/<id>/runtime.log         the runtime's own log (errors of run/exec)
-
-Ids are validated before they reach here, so a path built from one never leaves its folder.
+The layout (C{<state-dir>/containers/<id>/container.json}, C{process-<pid>.json}, the monitor's
+C{exit-<pid>.json}, ...) and the atomic write (temporary file, fsync, rename) are L{containerd_tx.layout}'s.
 
 On a disk, writes go through a writer (in the daemon: an L{OrderedWriter}, one dedicated thread committing in
 batches), so fsync never stalls the reactor, and changes happen in the order they were asked for. On a tmpfs,
@@ -31,11 +25,11 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from containerd_tx import layout
+from containerd_tx.layout import write_atomically
 from containerd_tx.model import Container, Process
 
 log = Logger()
-
-_TMP_PREFIX = ".tmp-"
 
 #: Filesystems whose files live in memory, where fsync does nothing.
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
@@ -62,34 +56,6 @@ def filesystem_type(path, mounts="/proc/mounts"):
         if path == mount_point or path.startswith(mount_point.rstrip("/") + "/"):
             kind = fields[2]
     return kind
-
-
-_batch = threading.local()
-
-
-def write_atomically(path, data):
-    """
-    Replace C{path} with C{data} (bytes) so that readers see either the old or the new file, never a torn one.
-
-    Alone: temporary file, fsync, rename. Inside an L{OrderedWriter} batch the fsync and rename are done for
-    the whole batch at once (one filesystem sync before the renames and one after).
-    """
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, _TMP_PREFIX + name)
-    pending = getattr(_batch, "renames", None)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if pending is None:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    if pending is None:
-        os.rename(tmp, path)
-    else:
-        pending.append((tmp, path))
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -157,14 +123,14 @@ class OrderedWriter:
             self._commit(batch)
 
     def _commit(self, batch):
-        _batch.renames = []
+        layout.begin_batch()
         outcomes = []
         for fn, args, d in batch:
             try:
                 outcomes.append((d, fn(*args)))
             except BaseException:
                 outcomes.append((d, Failure()))
-        renames, _batch.renames = _batch.renames, None
+        renames = layout.end_batch()
         if renames:
             try:
                 _syncfs(self._root)
@@ -206,7 +172,8 @@ class StateStore:
     """
 
     def __init__(self, state_dir, writer=None, reactor=None):
-        self.root = os.path.join(state_dir, "containers")
+        self.layout = layout.StateDirLayout(state_dir)
+        self.root = self.layout.containers_dir
         self._writer = writer
         self._reactor = reactor
         #: container folders whose removal failed, retried later (only touched in the reactor thread).
@@ -243,22 +210,14 @@ class StateStore:
         directory = self.container_dir(container_id)
         records = []
         if container is not None:
-            records.append((directory, "container.json", _dump(container.to_record())))
+            records.append((directory, layout.CONTAINER_RECORD, _dump(container.to_record())))
         for process in processes:
-            records.append((directory, f"process-{process.id}.json", _dump(process.to_record())))
+            records.append((directory, layout.process_record_name(process.id), _dump(process.to_record())))
         return records
 
     def container_dir(self, container_id):
         """The folder of one container's records."""
-        return os.path.join(self.root, container_id)
-
-    def runtime_log(self, container_id):
-        """Where the runtime writes its log for this container."""
-        return os.path.join(self.container_dir(container_id), "runtime.log")
-
-    def pid_file(self, container_id, process_id):
-        """Where the runtime writes the host pid of a process it starts."""
-        return os.path.join(self.container_dir(container_id), f"pid-{process_id}")
+        return self.layout.container_dir(container_id)
 
     def save_container(self, container):
         """Write (or rewrite) a container's own record."""
@@ -277,13 +236,12 @@ class StateStore:
         return self._write(self._remove_process, container_id, process_id)
 
     def _remove_process(self, container_id, process_id):
-        directory = self.container_dir(container_id)
-        for name in (f"process-{process_id}.json", f"exit-{process_id}.json", f"pid-{process_id}"):
-            _unlink(os.path.join(directory, name))
+        for path in self.layout.process_files(container_id, process_id):
+            _unlink(path)
 
     def remove_exit_record(self, container_id, process_id):
         """Drop an exit record once its event is in the event log."""
-        return self._write(_unlink, os.path.join(self.container_dir(container_id), f"exit-{process_id}.json"))
+        return self._write(_unlink, self.layout.exit_record(container_id, process_id))
 
     def remove_container(self, container_id):
         """
@@ -335,7 +293,7 @@ class StateStore:
         except FileNotFoundError:
             return records
         for name in names:
-            if name.startswith("exit-") and name.endswith(".json"):
+            if layout.is_exit_record(name):
                 record = _read_json(os.path.join(directory, name))
                 if isinstance(record, dict):
                     records.append(record)
@@ -344,7 +302,8 @@ class StateStore:
 
     def load(self):
         """
-        Read every container back, removing torn temporary files and folders without a container record.
+        Read every container back, removing torn temporary files (the daemon's and the monitor's) and folders
+        without a container record.
 
         @return: a list of L{Container}s with their processes.
         """
@@ -354,16 +313,16 @@ class StateStore:
             if not os.path.isdir(directory):
                 continue
             for name in os.listdir(directory):
-                if name.startswith(_TMP_PREFIX):
+                if layout.is_temp(name):
                     _unlink(os.path.join(directory, name))
-            record = _read_json(os.path.join(directory, "container.json"))
+            record = _read_json(os.path.join(directory, layout.CONTAINER_RECORD))
             if record is None:
                 log.warn("removing container folder {dir} without a readable record", dir=directory)
                 self._remove_folder(directory)
                 continue
             processes = {}
             for name in os.listdir(directory):
-                if name.startswith("process-") and name.endswith(".json"):
+                if layout.is_process_record(name):
                     process_record = _read_json(os.path.join(directory, name))
                     if process_record is not None:
                         try:
@@ -383,7 +342,7 @@ class StateStore:
 
 def _write_records(records):
     for directory, name, data in records:
-        if name == "container.json":
+        if name == layout.CONTAINER_RECORD:
             # Only a container's own record makes its folder: a late process record of a removed container
             # fails instead of leaving a folder behind.
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -406,7 +365,7 @@ def _read_json(path):
 
 def _remove_folder(directory):
     """Remove a container's folder, its record first; raise OSError if anything is left."""
-    _unlink(os.path.join(directory, "container.json"))
+    _unlink(os.path.join(directory, layout.CONTAINER_RECORD))
     try:
         shutil.rmtree(directory)
     except FileNotFoundError:
@@ -415,7 +374,7 @@ def _remove_folder(directory):
 
 
 def _unlink(path):
-    pending = getattr(_batch, "renames", None)
+    pending = layout.pending_renames()
     if pending:
         # A write of this path earlier in the same batch is not renamed into place yet: it must not be, or
         # the file removed here would come back (a process record outliving its process).

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from containerd_tx import layout
 from containerd_tx.errors import DeadlineExceeded, Unavailable
 from containerd_tx.monitor import takeover
 from containerd_tx.runtime.monitor_seam import IMonitor
@@ -278,7 +279,7 @@ def start_monitor(reactor, state_dir, python=sys.executable, idle_exit=None, ext
     args += list(extra_args)
     watcher = MonitorProcess(reactor, state_dir)
     logfd = os.open(
-        os.path.join(state_dir, "monitor.log"),
+        layout.StateDirLayout(state_dir).monitor_log,
         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
         0o640,
     )
@@ -382,7 +383,7 @@ class MonitorClient:
     async def _connect(cls, reactor, state_dir, python, idle_exit, timeout, monitor_args=(), into=None,
                        start=True):
         deadline = reactor.seconds() + timeout
-        sock_path = os.path.join(state_dir, "monitor.sock")
+        sock_path = layout.StateDirLayout(state_dir).monitor_socket
         started = None
         problem = "nothing tried"
         while reactor.seconds() < deadline:
@@ -907,7 +908,7 @@ class MonitorClient:
                          "({e}): it goes on serving, but its death is not survivable and its processes' stdio "
                          "is not held by the daemon. To replace it: stop the daemon, stop every container, "
                          "`kill {pid}` (it removes {sock}), then start the daemon",
-                         pid=self.monitor_pid, old=old, e=e, sock=os.path.join(self.state_dir, "monitor.sock"))
+                         pid=self.monitor_pid, old=old, e=e, sock=layout.StateDirLayout(self.state_dir).monitor_socket)
                 return False
             await d
             log.info("the container monitor (pid {pid}) was upgraded in place from protocol {old} to {new}",

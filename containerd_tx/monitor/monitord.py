@@ -9,7 +9,8 @@ gives -999) and spawns every command with the children's oom_score_adj and soft 
 the daemon was started with; the monitor raises its own soft limit to the hard one).
 Standard library only: this script imports L{monitord_server} (registry,
 spawns, reaping, connection) and L{monitord_stdio} (event loop, stdio
-proxies) from its own directory.  It must start fast, stay small, and not
+proxies) from its own directory, and L{containerd_tx.layout} (the state dir's
+paths, the atomic write).  It must start fast, stay small, and not
 depend on the daemon's site-packages.
 
 What it does
@@ -117,8 +118,11 @@ def run():
     PYTHONDONTWRITEBYTECODE (compiling them costs ~10 ms and ~4 MB RSS).
     """
     here = os.path.dirname(os.path.abspath(__file__))
-    if here not in sys.path:
-        sys.path.insert(0, here)
+    # This directory, and the folder holding the containerd_tx package (for containerd_tx.layout, the state
+    # dir's layout the daemon shares; the package's __init__ imports nothing).
+    for path in (os.path.dirname(os.path.dirname(here)), here):
+        if path not in sys.path:
+            sys.path.insert(0, path)
     sys.dont_write_bytecode = False
     import monitord_server
 

@@ -22,6 +22,8 @@ import sys
 import time
 from collections import OrderedDict, deque
 
+from containerd_tx import layout
+
 if __package__:
     from . import monitord_stdio as sio
 else:  # run by monitord.py, which put this directory on sys.path
@@ -435,9 +437,10 @@ class Monitor:
         self.pid = os.getpid()
         self.started_ns = time.monotonic_ns()
         self.loop = sio.Loop()
-        self.sock_path = os.path.join(state_dir, "monitor.sock")
-        self.pid_path = os.path.join(state_dir, "monitor.pid")
-        self.lock_path = os.path.join(state_dir, "monitor.lock")
+        paths = layout.StateDirLayout(state_dir)
+        self.sock_path = paths.monitor_socket
+        self.pid_path = paths.monitor_pid
+        self.lock_path = paths.monitor_lock
         self.lock_fd = None
         self.listener = None
         self.conn = None
@@ -535,10 +538,7 @@ class Monitor:
             s for s in range(1, signal.NSIG) if signal.getsignal(s) == signal.SIG_IGN
         )
 
-        tmp = self.pid_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % (self.pid,))
-        os.rename(tmp, self.pid_path)
+        layout.write_atomically(self.pid_path, b"%d\n" % (self.pid,), durable=False)
 
         try:
             os.unlink(self.sock_path)  # stale: we hold the lock
@@ -1113,14 +1113,14 @@ class Monitor:
         if register is not None:
             if not isinstance(register, dict):
                 raise BadRequest("register must be null or an object")
-            register = (
+            register = layout.Registration(
                 _get_name(register, "container"),
                 _get_name(register, "process"),
                 _get_str(register, "record_dir", path=True),
             )
             if paths["pid_file"] is None:
                 raise BadRequest("register needs a pid_file")
-            name = "%s/%s" % register[:2]
+            name = "%s/%s" % (register.container, register.process)
         else:
             name = "spawn %d" % (tag,)
         if (conn.serial, tag) in self.spawn_tags:
@@ -1245,7 +1245,8 @@ class Monitor:
                 if job.register is not None and job.expires_ns is not None and time.monotonic_ns() > job.expires_ns:
                     # The daemon gave up on this start (this monitor was stopped meanwhile): nobody would
                     # supervise the process.
-                    log("%s/%s: started after the daemon gave up; killing pid %d" % (job.register[0], job.register[1], pid))
+                    log("%s/%s: started after the daemon gave up; killing pid %d"
+                        % (job.register.container, job.register.process, pid))
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
@@ -1418,7 +1419,7 @@ class Monitor:
             else:
                 self.notify(dict(event="exit", **record))
 
-        self.records.submit(record_dir, "exit-%s.json" % (proc.process,), record, written)
+        self.records.submit(record_dir, layout.exit_record_name(proc.process), record, written)
 
     def retry_unwritten(self):
         """
@@ -1451,7 +1452,7 @@ class Monitor:
                     del self.unwritten[key]
                     self.release_zombie(record["pid"])
 
-            self.records.submit(record_dir, "exit-%s.json" % (record["process"],), record, written)
+            self.records.submit(record_dir, layout.exit_record_name(record["process"]), record, written)
         return RECORD_RETRY
 
 

@@ -2,8 +2,8 @@
 """
 Event loop and stdio plumbing of the container monitor (``monitord.py``).
 
-Standard library only: the monitor runs as ``python -S monitord.py`` and imports
-this module from its own directory, never through the ``containerd_tx`` package.
+Standard library only: the monitor runs as ``python -S monitord.py``, which puts
+this directory and the folder of the ``containerd_tx`` package on its path.
 
 - L{Loop}: a small selector loop with separate read and write callbacks per fd.
 - L{open_stdio}: the rules for opening a process's stdin/stdout/stderr path
@@ -17,7 +17,7 @@ this module from its own directory, never through the ``containerd_tx`` package.
 - L{Capture}: collects a pipe's output up to a limit, dropping the excess.
 - L{ConsoleListener}: the console socket on which runc sends a pty master.
 - L{Proxies}: the stdio proxies (stdin pipe, pty) that belong to one process.
-- L{write_record}: atomic JSON file write (tmp file, fsync, rename, fsync dir).
+- L{write_record}: a record as JSON, written with L{containerd_tx.layout.write_atomically}.
 - L{RecordWriter}: a thread that writes records in batches, off the loop that pumps stdio.
 """
 
@@ -33,6 +33,8 @@ import struct
 import termios
 import threading
 import time
+
+from containerd_tx import layout
 
 #: Bytes a L{Pump} buffers before it stops reading its source.
 PUMP_LIMIT = 64 * 1024
@@ -1041,7 +1043,7 @@ class RecordWriter:
                 outcomes.append((done, directory))
                 synced[directory] = None
             for directory in synced:
-                synced[directory] = _fsync_dir(directory)
+                synced[directory] = layout.fsync_dir(directory)
             for done, outcome in outcomes:
                 if isinstance(outcome, OSError):
                     self.results.put((done, outcome))
@@ -1066,45 +1068,10 @@ class RecordWriter:
             Loop._call(lambda: done(error))
 
 
-def _fsync_dir(directory):
-    """fsync a folder (the renames in it); the OSError, or None."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as e:
-        return e
-    try:
-        os.fsync(dfd)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.EROFS):
-            return e
-    finally:
-        os.close(dfd)
-    return None
-
-
 def write_record(directory, name, record, sync_dir=True):
     """
-    Write C{record} as JSON to C{directory/name} atomically: a temporary file
-    in the same directory, fsync, rename over the final name, fsync the
-    directory (unless C{sync_dir} is false: the caller does it).
+    Write C{record} as JSON to C{directory/name} with L{layout.write_atomically} (the folder fsynced too,
+    unless C{sync_dir} is false: the caller does it).
     """
-    final = os.path.join(directory, name)
-    tmp = os.path.join(directory, ".%s.%d.tmp" % (name, os.getpid()))
     data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    os.close(fd)
-    os.rename(tmp, final)
-    if sync_dir:
-        _fsync_dir(directory)
+    layout.write_atomically(os.path.join(directory, name), data, sync_dir=sync_dir)

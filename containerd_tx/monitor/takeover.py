@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from containerd_tx import layout
 from containerd_tx.monitor.monitord_stdio import write_record
 
 log = Logger()
@@ -80,7 +81,7 @@ def read_record(record_dir, process, pid):
     import json
 
     try:
-        with open(os.path.join(record_dir, f"exit-{process}.json"), "rb") as f:
+        with open(layout.exit_record_path(record_dir, process), "rb") as f:
             record = json.loads(f.read())
     except (OSError, ValueError):
         return None
@@ -272,7 +273,7 @@ def write_exit_record(reactor, entry, status, time_ns, unknown=False):
 
     def write():
         try:
-            write_record(entry.record_dir, f"exit-{entry.process}.json", record)
+            write_record(entry.record_dir, layout.exit_record_name(entry.process), record)
         except OSError as e:
             return e
         return None

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from containerd_tx.errors import DeadlineExceeded, FailedPrecondition, NotFound, RuntimeFailure, Unavailable
+from containerd_tx.layout import Registration
 from containerd_tx.runtime.interface import IRuntime
 from containerd_tx.runtime.monitor_seam import MonitorError, MonitorLost
 
@@ -72,9 +73,8 @@ class RuncRuntime:
 
     def run(self, container_id, bundle, process_stdio, register, global_args=(), no_pivot_root=False,
             console_socket=None, timeout=None):
-        work_dir = register[2]
-        pid_file = os.path.join(work_dir, f"pid-{register[1]}")
-        log_file = os.path.join(work_dir, "runtime.log")
+        register = Registration(*register)
+        pid_file, log_file = register.pid_file, register.runtime_log
         subcommand = ["create"] if self.two_step_start else ["run", "-d"]
         command = ["--log", log_file, "--log-format", "json", *subcommand, "--bundle", bundle,
                    "--pid-file", pid_file]
@@ -96,9 +96,8 @@ class RuncRuntime:
 
     def exec(self, container_id, process_json_path, process_stdio, register, global_args=(),
              console_socket=None, timeout=None):
-        work_dir = register[2]
-        pid_file = os.path.join(work_dir, f"pid-{register[1]}")
-        log_file = os.path.join(work_dir, "runtime.log")
+        register = Registration(*register)
+        pid_file, log_file = register.pid_file, register.runtime_log
         command = ["--log", log_file, "--log-format", "json", "exec", "-d", "--pid-file", pid_file,
                    "--process", process_json_path]
         if console_socket:
@@ -114,9 +113,8 @@ class RuncRuntime:
 
         @param options: the checkpoint's options (tcp, unix_sockets, shell) that restore must repeat.
         """
-        work_dir = register[2]
-        pid_file = os.path.join(work_dir, f"pid-{register[1]}")
-        log_file = os.path.join(work_dir, "runtime.log")
+        register = Registration(*register)
+        pid_file, log_file = register.pid_file, register.runtime_log
         command = ["--log", log_file, "--log-format", "json", "restore", "-d", "--image-path", image_path,
                    "--work-path", work_path, "--bundle", bundle, "--pid-file", pid_file]
         command += _criu_flags(options)
@@ -154,7 +152,7 @@ class RuncRuntime:
         self.max_starts_in_flight = max(self.max_starts_in_flight, self.starts_in_flight)
         if self.debug:
             log.debug("runtime: starting {id}: {n} starts in flight, most at once so far {most}",
-                      id=register[0], n=self.starts_in_flight, most=self.max_starts_in_flight)
+                      id=register.container, n=self.starts_in_flight, most=self.max_starts_in_flight)
         started = self._reactor.seconds()
         try:
             spawn = self._spawner.spawn(
@@ -163,7 +161,7 @@ class RuncRuntime:
                 stdout=stdio[1],
                 stderr=stdio[2],
                 pid_file=pid_file,
-                register={"container": register[0], "process": register[1], "record_dir": register[2]},
+                register=register.to_wire(),
                 console_socket=console_socket,
             )
             timed_out = []
@@ -177,7 +175,7 @@ class RuncRuntime:
             try:
                 result = yield spawn.result
             except MonitorLost as e:
-                raise Unavailable(f"cannot start {register[0]}: the monitor went away ({e})")
+                raise Unavailable(f"cannot start {register.container}: the monitor went away ({e})")
             except MonitorError as e:
                 # The monitor refused the spawn, e.g. a stdio path it cannot open for this process.
                 raise FailedPrecondition(f"cannot start {_what(register)}: {e}")
@@ -186,7 +184,7 @@ class RuncRuntime:
                     timer.cancel()
             if timed_out:
                 raise DeadlineExceeded(
-                    f"{self.name} did not start {register[0]} within {timeout:g}s; it was killed"
+                    f"{self.name} did not start {register.container} within {timeout:g}s; it was killed"
                 )
             if result.status != 0:
                 message = self._failure_text(argv, result, log_file)
@@ -327,5 +325,5 @@ def _last_log_error(path, tail=65536):
 
 def _what(register):
     """The process a start is for, in words: "container X" or "process P of container X"."""
-    container_id, process_id = register[0], register[1]
+    container_id, process_id = register.container, register.process
     return f"container {container_id}" if process_id == "init" else f"process {process_id} of container {container_id}"

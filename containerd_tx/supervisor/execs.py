@@ -87,8 +87,7 @@ class Execs:
 
     async def _exec(self, container, process, spec):
         """Record and start an exec'd process; its host pid."""
-        directory = self.store.container_dir(container.id)
-        spec_path = os.path.join(directory, f"exec-{process.id}.json")
+        spec_path = self.store.layout.exec_spec(container.id, process.id)
         container.processes[process.id] = process
         try:
             # A temporary file the runtime reads once: no fsync needed.
@@ -99,7 +98,7 @@ class Execs:
                 container.id,
                 spec_path,
                 (process.stdin or None, process.stdout or None, process.stderr or None),
-                (container.id, process.id, directory),
+                self.store.layout.registration(container.id, process.id),
                 global_args=container.runtime_args,
                 console_socket=self._console_socket() if process.terminal else None,
                 timeout=self.start_timeout,

@@ -22,7 +22,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_bad_input_all import BadInputTestCase
-from containerd_tx.state_store import _TMP_PREFIX
+from containerd_tx.layout import TEMP_PREFIX as _TMP_PREFIX
 from tests.support.daemon import Daemon, create_request
 from tests.support.ids import unique_id
 

@@ -26,6 +26,7 @@ import time
 from twisted.trial import unittest
 
 import containerd_tx.monitor
+from containerd_tx import layout
 from containerd_tx.monitor import monitord_stdio
 from tests.support.daemon import wait_for
 
@@ -569,7 +570,7 @@ class MonitordTests(unittest.TestCase):
         seen = [(mask, name) for mask, name in watch.events() if "exit-init" in name]
         self.assertIn((Inotify.IN_MOVED_TO, "exit-init.json"), seen)
         self.assertNotIn(Inotify.IN_CREATE, [mask for mask, name in seen if name == "exit-init.json"])
-        self.assertEqual([n for n in os.listdir(self.dir) if n.endswith(".tmp")], [])
+        self.assertEqual([n for n in os.listdir(self.dir) if layout.is_temp(n)], [])
         self.assertEqual(described(self.client.request("hello")["processes"]), [])
 
     def test_fast_exit_before_registration(self):

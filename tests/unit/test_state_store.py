@@ -2,15 +2,17 @@
 Tests for L{containerd_tx.state_store}: the daemon's records in the state dir.
 """
 
+import errno
 import json
 import os
 
 from twisted.internet import defer, threads
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from containerd_tx import state_store
+from containerd_tx import layout, state_store
 
 from containerd_tx.model import INIT, RUNNING, Container, Process, User
+from containerd_tx.monitor import monitord_stdio
 from containerd_tx.state_store import StateStore, filesystem_type, write_atomically
 
 
@@ -146,7 +148,7 @@ class DurabilityOrderTests(SynchronousTestCase):
     def test_write_atomically_syncs_the_whole_file_then_renames(self):
         path = os.path.join(self.dir, "record.json")
         write_atomically(path, b'{"a": 1}')
-        tmp = state_store._TMP_PREFIX + "record.json"
+        tmp = layout.temp_name("record.json")
         self.assertEqual(self.calls, [("fsync", tmp, b'{"a": 1}'), ("rename", tmp, "record.json")])
         with open(path, "rb") as f:
             self.assertEqual(f.read(), b'{"a": 1}')
@@ -156,7 +158,7 @@ class DurabilityOrderTests(SynchronousTestCase):
         paths = [os.path.join(self.dir, name) for name in ("a.json", "b.json")]
         batch = [(write_atomically, (path, path[-6:].encode()), defer.Deferred()) for path in paths]
         writer._commit(batch)  # the writer thread's work for one batch, here on this thread
-        tmps = [state_store._TMP_PREFIX + os.path.basename(path) for path in paths]
+        tmps = [layout.temp_name(os.path.basename(path)) for path in paths]
         self.assertEqual(self.calls, [("syncfs", self.dir),
                                       ("rename", tmps[0], "a.json"), ("rename", tmps[1], "b.json"),
                                       ("syncfs", self.dir)])
@@ -170,7 +172,7 @@ class DurabilityOrderTests(SynchronousTestCase):
             (name, open(os.path.join(root, name), "rb").read()) for name in os.listdir(root))))
         writer = state_store.OrderedWriter(_CallNow(), self.dir)
         writer._commit([(write_atomically, (os.path.join(self.dir, "c.json"), b"complete"), defer.Deferred())])
-        tmp = state_store._TMP_PREFIX + "c.json"
+        tmp = layout.temp_name("c.json")
         # Before the renames: the data is written in full under the temporary name; after: under the real one.
         self.assertEqual(seen, [[(tmp, b"complete")], [("c.json", b"complete")]])
 
@@ -200,8 +202,8 @@ class StateStoreTests(SynchronousTestCase):
         self.assertEqual(
             sorted(os.listdir(directory)), ["container.json", "process-exec1.json", "process-init.json"]
         )
-        self.assertEqual(self.store.runtime_log("c1"), os.path.join(directory, "runtime.log"))
-        self.assertEqual(self.store.pid_file("c1", "init"), os.path.join(directory, "pid-init"))
+        self.assertEqual(self.store.layout.runtime_log("c1"), os.path.join(directory, "runtime.log"))
+        self.assertEqual(self.store.layout.pid_file("c1", "init"), os.path.join(directory, "pid-init"))
         with open(os.path.join(directory, "container.json")) as f:
             record = json.load(f)
         self.assertEqual(record["id"], "c1")
@@ -286,6 +288,33 @@ class StateStoreTests(SynchronousTestCase):
                 f.write(b'{"torn')
         self.assertEqual(self.store.load(), [container])
         self.assertEqual([n for n in os.listdir(directory) if n.startswith(".tmp-")], [])
+
+    def test_load_removes_the_monitors_tmp_files(self):
+        """
+        The temporary files of exit records a monitor was writing when it died are removed by load() too (and
+        those of monitors older than the shared layout, C{.<name>.<pid>.tmp}); the records beside them are kept.
+        """
+        container = _container()
+        self.save(container)
+        directory = self.store.container_dir(container.id)
+        records = sorted(os.listdir(directory))
+
+        def killed_before_rename(src, dst):
+            raise OSError(errno.EIO, "the monitor was killed here")
+
+        # The monitor's own record write, stopped where a monitor killed at that moment stops.
+        real_rename, os.rename = os.rename, killed_before_rename
+        try:
+            self.assertRaises(OSError, monitord_stdio.write_record, directory, layout.exit_record_name("init"),
+                              {"container": container.id, "process": "init", "pid": 42, "status": 0})
+        finally:
+            os.rename = real_rename
+        with open(os.path.join(directory, ".exit-init.json.4242.tmp"), "wb") as f:
+            f.write(b'{"torn')
+        self.assertEqual(sorted(n for n in os.listdir(directory) if n.startswith(".")),
+                         [".exit-init.json.4242.tmp", ".tmp-exit-init.json"])
+        self.assertEqual(self.store.load(), [container])
+        self.assertEqual(sorted(os.listdir(directory)), records)
 
     def test_load_removes_folder_without_record(self):
         """
@@ -401,7 +430,7 @@ class StateStoreTests(SynchronousTestCase):
         self._write_exit("c1", "exec1", {"time_ns": 1})
         self._write_exit("c1", "init", {"time_ns": 2})
         for process_id in ("exec1", "init"):
-            with open(self.store.pid_file("c1", process_id), "w") as f:
+            with open(self.store.layout.pid_file("c1", process_id), "w") as f:
                 f.write("123")
         self.store.remove_process("c1", "exec1")
         self.assertEqual(
@@ -419,7 +448,7 @@ class StateStoreTests(SynchronousTestCase):
         """
         self.save(_container("c1"))
         self.save(_container("c2"))
-        with open(self.store.runtime_log("c1"), "w") as f:
+        with open(self.store.layout.runtime_log("c1"), "w") as f:
             f.write("log")
         self.store.remove_container("c1")
         self.assertFalse(os.path.exists(self.store.container_dir("c1")))
