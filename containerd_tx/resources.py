@@ -20,7 +20,8 @@ def linux_resources(update):
         the blkio device lists (dicts major, minor, weight/leaf_weight or rate), and optionally
         cpu_realtime_period and cpu_realtime_runtime (written as cpu.realtimePeriod and cpu.realtimeRuntime,
         which C{runc update} applies as --cpu-rt-period and --cpu-rt-runtime do).
-    @raise InvalidArgument: nothing to change, or a value without sense.
+    @return: the dict, C{{}} when every field is zero (nothing to change).
+    @raise InvalidArgument: a value without sense.
     """
     for name, value in update.items():
         if isinstance(value, int) and value > _MAX:
@@ -93,8 +94,8 @@ def linux_resources(update):
         resources["blockIO"] = block_io
     if update["pids_limit"]:
         resources["pids"] = {"limit": update["pids_limit"]}
-    if not resources:
-        raise InvalidArgument("no resource to update: every field is zero")
+    # Every field zero (Docker 17.0x sends that for `docker update --cpu-rt-*`, which it does not pass on):
+    # nothing to change, and containerd 0.2.9 answers such an update with success, so {} is returned.
     return resources
 
 

@@ -55,11 +55,16 @@ class Updates:
         """
         Apply new cgroup limits to a running (or paused) container.
 
-        @param resources: an OCI LinuxResources dict (see L{containerd_tx.resources.linux_resources}).
+        @param resources: an OCI LinuxResources dict (see L{containerd_tx.resources.linux_resources}); an
+            empty one changes nothing, as in containerd 0.2.9, but the container must still be running or
+            paused.
         """
         container = self.get(container_id)
         if container.status not in (RUNNING, PAUSED):
             raise FailedPrecondition(f"container {container_id} is {container.status}: cannot update it")
+        if not resources:
+            log.debug("container {id}: resource update with every field zero, nothing to change", id=container_id)
+            return
         path = os.path.join(self.store.container_dir(container_id), "resources-update.json")
         write_atomically(path, json.dumps(resources).encode())
         try:

@@ -132,8 +132,11 @@ class ContainerTests(DockerTestCase):
 
     def test_update_cpu_realtime(self):
         """
-        `docker update --cpu-rt-runtime/--cpu-rt-period` reach the cgroup (#15 item 8: UpdateResource
-        fields 19 and 20, which Docker 17.0x sends).
+        `docker run --cpu-rt-runtime` reaches the cgroup, and `docker update --cpu-rt-*` succeeds as on containerd
+        0.2.9. This engine passes the real-time limits to containerd only at create: its update sends an
+        UpdateResource with every field zero (seen on the wire), which 0.2.9 answers with success and no change,
+        so the cgroup keeps the value from the create. Fields 19 and 20 themselves are checked over gRPC in
+        tests/integration/test_dropin_semantics.py.
         """
         if not REALTIME_GROUPS:
             from twisted.trial.unittest import SkipTest
@@ -143,8 +146,8 @@ class ContainerTests(DockerTestCase):
         pid = self.docker.state("realtime")["Pid"]
         self.assertEqual(cgroup_file(pid, "cpu", "cpu.rt_runtime_us"), "1000")
         self.docker.run("update", "--cpu-rt-period", "500000", "--cpu-rt-runtime", "3000", "realtime")
-        self.assertEqual((cgroup_file(pid, "cpu", "cpu.rt_period_us"), cgroup_file(pid, "cpu", "cpu.rt_runtime_us")),
-                         ("500000", "3000"))
+        self.assertEqual(cgroup_file(pid, "cpu", "cpu.rt_runtime_us"), "1000")
+        self.assertEqual(self.docker.state("realtime")["Status"], "running")
 
     def test_restart_loop(self):
         """

@@ -5,10 +5,12 @@ errors racing an exit use 0.2.9's words, OOM events are on by default, streams e
 the daemon stops, pre-rc5 configs are refused with a reason, and GetServerVersion names a revision.
 """
 
+import os
 import signal
 import threading
 
 import grpc
+from twisted.trial.unittest import SkipTest
 
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
@@ -16,6 +18,7 @@ from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support.daemon import create_request, wait_for
 from tests.support.events import EventCollector
 from tests.support.ids import unique_id
+from tests.support.processes import cgroup_file
 
 HOG = ("sh", "-c", "exec dd if=/dev/zero of=/tmp/fill bs=1M count=200")
 #: What Docker looks for in a Signal error to know the process is already gone (libcontainerd).
@@ -188,6 +191,36 @@ class PreRc5ConfigTests(LifecycleTestCase):
         self.assertIn("process.capabilities", raised.exception.details())
         self.assertIn("1.0.0-rc5", raised.exception.details())
         self.assertEqual(self.state_ids(), [])
+
+
+class UpdateResourceTests(LifecycleTestCase):
+    """UpdateResource's fields 19 and 20 reach the cgroup; an update with every field zero succeeds, as in 0.2.9."""
+
+    def test_realtime_fields_reach_the_cgroup(self):
+        if not os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"):
+            raise SkipTest("this kernel has no real-time group scheduling (cpu.rt_runtime_us)")
+        rt = unique_id("rt")
+        pid = self.start(rt, "sleep", "1000").processes[0].systemPid
+        self.daemon.stub.UpdateContainer(pb.UpdateContainerRequest(
+            id=rt, resources=pb.UpdateResource(cpuRealtimePeriod=500000, cpuRealtimeRuntime=3000)), timeout=60)
+        self.assertEqual((cgroup_file(pid, "cpu", "cpu.rt_period_us"), cgroup_file(pid, "cpu", "cpu.rt_runtime_us")),
+                         ("500000", "3000"))
+
+    def test_every_field_zero_changes_nothing(self):
+        """What Docker 17.0x sends for `docker update --cpu-rt-*`: answered with success, nothing changed."""
+        idle = unique_id("idle")
+        pid = self.start(idle, "sleep", "1000").processes[0].systemPid
+        before = {name: cgroup_file(pid, subsystem, name) for subsystem, name in
+                  (("memory", "memory.limit_in_bytes"), ("cpu", "cpu.shares"), ("cpu", "cpu.cfs_quota_us"))}
+        self.daemon.stub.UpdateContainer(pb.UpdateContainerRequest(id=idle, resources=pb.UpdateResource()),
+                                         timeout=60)
+        self.assertEqual({name: cgroup_file(pid, subsystem, name) for subsystem, name in
+                          (("memory", "memory.limit_in_bytes"), ("cpu", "cpu.shares"), ("cpu", "cpu.cfs_quota_us"))},
+                         before)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.daemon.stub.UpdateContainer(pb.UpdateContainerRequest(
+                id=unique_id("ghost"), resources=pb.UpdateResource()), timeout=60)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
 
 
 class ServerVersionTests(LifecycleTestCase):
