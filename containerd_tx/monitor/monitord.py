@@ -7,10 +7,9 @@ Run as ``<python> -S monitord.py --state-dir DIR [--idle-exit SECONDS] [--oom-sc
 [--child-oom-score-adj N] [--child-nofile N]``: the monitor takes oom_score_adj N itself (the daemon
 gives -999) and spawns every command with the children's oom_score_adj and soft RLIMIT_NOFILE (the values
 the daemon was started with; the monitor raises its own soft limit to the hard one).
-Standard library only: this script imports L{monitord_server} (registry,
-spawns, reaping, connection) and L{monitord_stdio} (event loop, stdio
-proxies) from its own directory, and L{containerd_tx.layout} (the state dir's
-paths, the atomic write).  It must start fast, stay small, and not
+Standard library only: this script imports L{containerd_tx.monitor.server}
+(which lists the monitor's modules, one per job) and L{containerd_tx.layout}
+(the state dir's paths, the atomic write) from the package it is part of.  It must start fast, stay small, and not
 depend on the daemon's site-packages.
 
 What it does
@@ -111,22 +110,23 @@ import sys
 
 def run():
     """
-    Import the server from this script's directory and run it.
+    Import the server from the containerd_tx package this script is part of and run it.
 
     The script itself is compiled at every start; the modules it imports are
     cached as bytecode even when the daemon's environment says
     PYTHONDONTWRITEBYTECODE (compiling them costs ~10 ms and ~4 MB RSS).
     """
     here = os.path.dirname(os.path.abspath(__file__))
-    # This directory, and the folder holding the containerd_tx package (for containerd_tx.layout, the state
-    # dir's layout the daemon shares; the package's __init__ imports nothing).
-    for path in (os.path.dirname(os.path.dirname(here)), here):
-        if path not in sys.path:
-            sys.path.insert(0, path)
+    # The folder holding the containerd_tx package, in place of this script's own (whose module names, such
+    # as records or stdio, must not be found as top-level modules); the package's __init__ imports nothing.
+    sys.path[:] = [path for path in sys.path if os.path.abspath(path or ".") != here]
+    root = os.path.dirname(os.path.dirname(here))
+    if root not in sys.path:
+        sys.path.insert(0, root)
     sys.dont_write_bytecode = False
-    import monitord_server
+    from containerd_tx.monitor import server
 
-    return monitord_server.main()
+    return server.main()
 
 
 if __name__ == "__main__":

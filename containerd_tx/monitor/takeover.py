@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from containerd_tx import layout
-from containerd_tx.monitor.monitord_stdio import write_record
+from containerd_tx.monitor.records import write_record
 
 log = Logger()
 

@@ -12,7 +12,10 @@ import time
 
 from twisted.trial import unittest
 
-from containerd_tx.monitor import monitord_stdio, takeover
+from containerd_tx.monitor import takeover
+from containerd_tx.monitor.loop import Loop
+from containerd_tx.monitor.pumps import SplicePump
+from containerd_tx.monitor.stdio import open_stdio
 from tests.support import processes
 from tests.support.daemon import wait_for
 from tests.unit.test_monitord import SH, Client, Monitor, mkfifo
@@ -62,7 +65,7 @@ class FdClient(Client):
 class SplicePumpTests(unittest.TestCase):
 
     def setUp(self):
-        self.loop = monitord_stdio.Loop()
+        self.loop = Loop()
         self.addCleanup(self.loop.selector.close)
 
     def spin(self, times=5):
@@ -78,7 +81,7 @@ class SplicePumpTests(unittest.TestCase):
         dst_r, dst_w = os.pipe()
         os.set_blocking(src_w, False)
         os.set_blocking(dst_r, False)
-        pump = monitord_stdio.SplicePump(self.loop, src_r, dst_w, "test")
+        pump = SplicePump(self.loop, src_r, dst_w, "test")
         pump.on_src_end = lambda error: pump.close_input(close_dst=True)
         sent = bytearray()
         for i in range(200000):
@@ -113,9 +116,9 @@ class SplicePumpTests(unittest.TestCase):
         path = self.mktemp()
         with open(path, "wb") as f:
             f.write(b"before\n")
-        dst, _ = monitord_stdio.open_stdio(path, "stdout")
+        dst, _ = open_stdio(path, "stdout")
         src_r, src_w = os.pipe()
-        pump = monitord_stdio.SplicePump(self.loop, src_r, dst, "test")
+        pump = SplicePump(self.loop, src_r, dst, "test")
         pump.on_src_end = lambda error: pump.close_input(close_dst=True)
         os.write(src_w, b"after\n")
         os.close(src_w)

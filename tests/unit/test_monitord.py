@@ -25,9 +25,13 @@ import time
 
 from twisted.trial import unittest
 
+import containerd_tx
 import containerd_tx.monitor
 from containerd_tx import layout
-from containerd_tx.monitor import monitord_stdio
+from containerd_tx.monitor.loop import close_quietly, Loop
+from containerd_tx.monitor.proxies import Proxies
+from containerd_tx.monitor.pumps import Pump, PUMP_LIMIT
+from containerd_tx.monitor.stdio import open_stdio, StdioError
 from tests.support.daemon import wait_for
 
 PYTHON = os.path.realpath(sys.executable)
@@ -941,10 +945,10 @@ class StdioHelperTests(unittest.TestCase):
     """
 
     def setUp(self):
-        self.loop = monitord_stdio.Loop()
+        self.loop = Loop()
         self.addCleanup(self.loop.selector.close)
         self.fds = []
-        self.addCleanup(lambda: [monitord_stdio.close_quietly(fd) for fd in self.fds])
+        self.addCleanup(lambda: [close_quietly(fd) for fd in self.fds])
 
     def pipe(self):
         r, w = os.pipe()
@@ -964,7 +968,7 @@ class StdioHelperTests(unittest.TestCase):
         dst_r, dst_w = self.pipe()
         for fd in (src_w, dst_w, dst_r):
             os.set_blocking(fd, False)
-        pump = monitord_stdio.Pump(self.loop, src_r, dst_w, "test", own_src=False, own_dst=False)
+        pump = Pump(self.loop, src_r, dst_w, "test", own_src=False, own_dst=False)
         sent = bytearray()
         for _ in range(64):
             try:
@@ -974,7 +978,7 @@ class StdioHelperTests(unittest.TestCase):
             else:
                 sent += b"x" * n
             self.spin(1)
-        self.assertEqual(len(pump.buf), monitord_stdio.PUMP_LIMIT)
+        self.assertEqual(len(pump.buf), PUMP_LIMIT)
         self.assertNotIn(src_r, self.loop._readers)  # paused
         self.assertIn(dst_w, self.loop._writers)
         received = 0
@@ -997,7 +1001,7 @@ class StdioHelperTests(unittest.TestCase):
         src_r, src_w = self.pipe()
         dst_r, dst_w = self.pipe()
         os.set_blocking(dst_w, False)
-        pump = monitord_stdio.Pump(self.loop, src_r, dst_w, "test", own_src=True, own_dst=True)
+        pump = Pump(self.loop, src_r, dst_w, "test", own_src=True, own_dst=True)
         os.write(src_w, b"abc")
         pump.close_input(trailer=b"\x04", close_dst=True)
         pump.close_input(trailer=b"\x04", close_dst=True)
@@ -1015,8 +1019,8 @@ class StdioHelperTests(unittest.TestCase):
         for drain, expected in ((True, b"bye\r\n"), (False, b"")):
             master, slave = os.openpty()
             out_path = self.mktemp()
-            out, _ = monitord_stdio.open_stdio(out_path, "stdout")
-            proxies = monitord_stdio.Proxies(self.loop, "test")
+            out, _ = open_stdio(out_path, "stdout")
+            proxies = Proxies(self.loop, "test")
             proxies.expect_terminal(out, None)
             proxies.set_master(master)
             os.write(slave, b"bye\n")
@@ -1036,20 +1040,20 @@ class StdioHelperTests(unittest.TestCase):
         os.mkdir(directory)
         fifo = os.path.join(directory, "f")
         os.mkfifo(fifo)
-        fd, is_fifo = monitord_stdio.open_stdio(fifo, "stdout")  # no reader: still no block
+        fd, is_fifo = open_stdio(fifo, "stdout")  # no reader: still no block
         self.fds.append(fd)
         self.assertTrue(is_fifo)
         self.assertEqual(fcntl_flags(fd) & os.O_ACCMODE, os.O_RDWR)
         path = os.path.join(directory, "log")
         with open(path, "wb") as f:
             f.write(b"earlier\n")
-        fd, is_fifo = monitord_stdio.open_stdio(path, "stderr")
+        fd, is_fifo = open_stdio(path, "stderr")
         self.fds.append(fd)
         self.assertFalse(is_fifo)
         self.assertFalse(fcntl_flags(fd) & os.O_APPEND)
         self.assertEqual(os.lseek(fd, 0, os.SEEK_CUR), len(b"earlier\n"))
         self.assertTrue(fcntl_flags(fd) & os.O_NONBLOCK)
-        e = self.assertRaises(monitord_stdio.StdioError, monitord_stdio.open_stdio, directory, "stdin")
+        e = self.assertRaises(StdioError, open_stdio, directory, "stdin")
         self.assertEqual(str(e), "cannot open stdin %s: Is a directory" % (directory,))
 
 
@@ -1057,3 +1061,20 @@ def fcntl_flags(fd):
     import fcntl
 
     return fcntl.fcntl(fd, fcntl.F_GETFL)
+
+
+class StandardLibraryOnlyTests(unittest.TestCase):
+    """
+    The monitor runs as C{python -S monitord.py}: its modules need nothing but the standard library and
+    L{containerd_tx.layout}.
+    """
+
+    def test_server_imports_only_the_standard_library(self):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(containerd_tx.__file__)))
+        code = (
+            "import sys; sys.path.insert(0, %r); from containerd_tx.monitor import server; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)"
+            " - set(sys.builtin_module_names) - {'__main__'}))" % (root,)
+        )
+        out = subprocess.run([PYTHON, "-S", "-c", code], check=True, capture_output=True, text=True)
+        self.assertEqual(out.stdout.strip(), "['containerd_tx']")

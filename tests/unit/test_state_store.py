@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from containerd_tx import layout, state_store
 
 from containerd_tx.model import INIT, RUNNING, Container, Process, User
-from containerd_tx.monitor import monitord_stdio
+from containerd_tx.monitor.records import write_record
 from containerd_tx.state_store import StateStore, filesystem_type, write_atomically
 
 
@@ -305,7 +305,7 @@ class StateStoreTests(SynchronousTestCase):
         # The monitor's own record write, stopped where a monitor killed at that moment stops.
         real_rename, os.rename = os.rename, killed_before_rename
         try:
-            self.assertRaises(OSError, monitord_stdio.write_record, directory, layout.exit_record_name("init"),
+            self.assertRaises(OSError, write_record, directory, layout.exit_record_name("init"),
                               {"container": container.id, "process": "init", "pid": 42, "status": 0})
         finally:
             os.rename = real_rename

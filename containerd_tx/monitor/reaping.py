@@ -1,0 +1,165 @@
+# -*- test-case-name: tests.unit.test_monitord -*-
+"""
+Reaping: every exited child of the monitor, known or not (L{Reaper}, a mixin of the monitor), and the exit
+statuses of children nobody registered yet.
+
+Standard library only (see C{monitord.py}).
+"""
+
+import os
+import signal
+import time
+
+from containerd_tx.monitor.loop import log
+
+
+#: Exit statuses of reaped unknown pids kept for a later registration.
+UNCLAIMED_LIMIT = 4096
+
+
+def exit_status(wait_status):
+    """
+    Exit code, or 128 + signal number when killed by a signal.
+    """
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+def siginfo_status(info):
+    """
+    Exit code, or 128 + signal number, from an C{os.waitid} result.
+    """
+    if info.si_code == os.CLD_EXITED:
+        return info.si_status
+    return 128 + info.si_status
+
+
+def read_proc_stat(pid):
+    """
+    Return C{(state, ppid)} of C{pid} from /proc, or None if it is gone.
+    """
+    try:
+        with open("/proc/%d/stat" % (pid,), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[1])
+
+
+class Reaper:
+    """
+    Signals and reaping of the L{containerd_tx.monitor.server.Monitor} (a mixin: it uses the monitor's registry,
+    spawns, C{unclaimed} and C{held_zombies}).
+    """
+
+    def _on_signals(self, fd):
+        try:
+            data = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            data = b""
+        if signal.SIGTERM in data or signal.SIGINT in data:
+            log("terminated by signal: exiting")
+            self.stopping = True
+        self.reap()
+
+    def _children(self):
+        """Our children's pids (every thread's), or None when /proc cannot tell."""
+        pids = []
+        try:
+            tasks = os.listdir("/proc/self/task")
+        except OSError:
+            return None
+        for tid in tasks:
+            try:
+                with open("/proc/self/task/%s/children" % (tid,), "rb") as f:
+                    pids.extend(int(p) for p in f.read().split())
+            except FileNotFoundError:
+                continue  # that thread ended
+            except OSError:
+                return None
+        return pids
+
+    def reap(self):
+        """
+        Reap every exited child: spawns and unknown ones (their status is kept
+        for a later registration) at once; a registered process's status is
+        read without reaping it (WNOWAIT), and it is reaped once its exit record
+        is on disk (see L{held_zombies}).
+        """
+        for _ in range(3):
+            children = self._children()
+            if children is None:
+                return self._reap_any()
+            for pid in children:
+                if pid in self.held_zombies:
+                    continue
+                try:
+                    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                except ChildProcessError:
+                    continue
+                if info is None:
+                    continue
+                status = siginfo_status(info)
+                try:
+                    proc = self.procs_by_pid.get(pid)
+                    if proc is not None and pid not in self.spawns and not proc.fostered:
+                        self.held_zombies.add(pid)
+                        self.proc_exited(proc, status, time.time_ns(), zombie=True)
+                        continue
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        continue
+                    self.child_exited(pid, status, time.time_ns())
+                except Exception as e:
+                    log("internal error handling exit of pid %d: %s: %s" % (pid, type(e).__name__, e))
+            # The children file can miss an entry that moved while it was read: look once more.
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                info = None
+            if info is None:
+                return
+            if info.si_pid in self.held_zombies:
+                # The first zombie is one we hold: others behind it are found by the next scan.
+                if self.rescan_at is None:
+                    self.rescan_at = time.monotonic() + 1.0
+                return
+
+    def release_zombie(self, pid):
+        """Reap a registered child held as a zombie until its record was written."""
+        if pid in self.held_zombies:
+            self.held_zombies.discard(pid)
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+    def _reap_any(self):
+        """Without /proc: reap whatever exited (a monitor killed before a record is written loses it)."""
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            try:
+                self.child_exited(pid, exit_status(wait_status), time.time_ns())
+            except Exception as e:
+                log("internal error handling exit of pid %d: %s: %s" % (pid, type(e).__name__, e))
+
+    def child_exited(self, pid, status, time_ns):
+        job = self.spawns.pop(pid, None)
+        if job is not None:
+            self.finish_spawn(job, status)
+            return
+        proc = self.procs_by_pid.get(pid)
+        if proc is not None:
+            self.proc_exited(proc, status, time_ns)
+            return
+        self.unclaimed[pid] = (status, time_ns)
+        self.unclaimed.move_to_end(pid)
+        while len(self.unclaimed) > UNCLAIMED_LIMIT:
+            self.unclaimed.popitem(last=False)
