@@ -30,8 +30,8 @@ from containerd_tx.metrics.registry import (
 from containerd_tx.metrics.stdout import IDLE_LIMIT, StdoutReporter
 from containerd_tx.model import CREATING
 from containerd_tx.oom import OomWatcher
-from containerd_tx.monitor import hardening, takeover
-from containerd_tx.monitor.client import MonitorClient
+from containerd_tx.monitor_client import hardening, takeover
+from containerd_tx.monitor_client.client import MonitorClient
 from containerd_tx.runtime.runc import RuncRuntime
 from containerd_tx.state_store import MEMORY_FILESYSTEMS, OrderedWriter, StateStore, filesystem_type
 from containerd_tx.supervisor import Supervisor
@@ -91,7 +91,7 @@ class ContainerdService(service.MultiService):
         except hardening.LimitTooLow as e:
             raise StartupError(str(e))
         # A dead monitor's processes are re-parented to the daemon, which reaps them with their true status
-        # while a new monitor takes over their stdio (see containerd_tx.monitor.takeover).
+        # while a new monitor takes over their stdio (see containerd_tx.monitor_client.takeover).
         self._subreaper = takeover.become_subreaper()
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)

@@ -6,7 +6,7 @@ it, and nothing else.
 The runtime driver (L{containerd_tx.runtime.runc}) has the monitor spawn every runtime command; the supervisor
 learns of exits through it, resizes terminals, closes stdin and adopts processes on recovery. Both hold an
 L{IMonitor} and import only this module, never the monitor's client: the daemon gives them
-L{containerd_tx.monitor.client.MonitorClient}, unit tests a fake (C{tests.support.fakes.FakeMonitor}).
+L{containerd_tx.monitor_client.client.MonitorClient}, unit tests a fake (C{tests.support.fakes.FakeMonitor}).
 
 The seam's failures are L{MonitorError} (the monitor refused or failed a request) and its subclass
 L{MonitorLost} (the connection ended before the answer), and a spawn's outcome is a L{SpawnResult}. They are
@@ -25,7 +25,7 @@ _FROM_CLIENT = ("MonitorError", "MonitorLost", "SpawnResult")
 def __getattr__(name):
     """L{MonitorError}, L{MonitorLost} and L{SpawnResult}, taken from the client on first use."""
     if name in _FROM_CLIENT:
-        value = getattr(importlib.import_module("containerd_tx.monitor.client"), name)
+        value = getattr(importlib.import_module("containerd_tx.monitor_client.client"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

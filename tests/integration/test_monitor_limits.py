@@ -9,7 +9,7 @@ import subprocess
 from twisted.trial.unittest import TestCase
 
 from containerd_tx.api import containerd_pb2 as pb
-from containerd_tx.monitor import hardening
+from containerd_tx.monitor_client import hardening
 from tests.support import bundles
 from tests.support.daemon import Daemon, create_request
 from tests.support.events import EventCollector

@@ -1,10 +1,11 @@
 # -*- test-case-name: tests.unit.test_monitor_client -*-
 """
-Tests for L{containerd_tx.monitor.client}: the Twisted client against a real
+Tests for L{containerd_tx.monitor_client.client}: the Twisted client against a real
 monitor process (started by the client itself), with /bin/sh children.
 """
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -17,12 +18,13 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
-from containerd_tx.monitor.client import (
+from containerd_tx.monitor_client.client import (
     MonitorClient,
     MonitorError,
     MonitorLost,
     SpawnResult,
 )
+from containerd_tx.monitor_client.protocol import MAX_LINE, MonitorConnection
 from tests.unit.test_monitord import PYTHON, SH, Client, alive, descendants, described, proc_table
 
 SLEEPER = "sleep 30 >/dev/null 2>&1 & echo $! > %s"
@@ -34,7 +36,7 @@ PR_SET_CHILD_SUBREAPER = 36
 DAEMON = """
 import os, sys
 from twisted.internet import reactor, defer
-from containerd_tx.monitor.client import MonitorClient
+from containerd_tx.monitor_client.client import MonitorClient
 
 async def main(state_dir):
     client = await MonitorClient.connect(reactor, state_dir, idle_exit=0)
@@ -382,3 +384,82 @@ def _read_line(stream, chunks):
     chunks.append(data)
     joined = b"".join(chunks)
     return joined.split(b"\n", 1)[0] if b"\n" in joined else None
+
+
+class _Recorder:
+    """Stands for the L{MonitorClient} behind a connection: what it was handed."""
+
+    def __init__(self):
+        self.messages = []
+        self.lost = []
+
+    def _message(self, message):
+        self.messages.append(message)
+
+    def _connectionLost(self, reason):
+        self.lost.append(reason)
+
+
+class MonitorConnectionTests(unittest.SynchronousTestCase):
+    """
+    L{MonitorConnection}: the monitor's lines, bounded, and the fds that come with them.
+    """
+
+    def setUp(self):
+        from twisted.internet.testing import StringTransport
+
+        self.connection = MonitorConnection()
+        self.client = self.connection.client = _Recorder()
+        self.transport = StringTransport()
+        self.connection.makeConnection(self.transport)
+
+    def test_lines_across_reads(self):
+        """
+        A line is delivered once its end has come, however many reads it took; several lines in one read are
+        delivered in order.
+        """
+        long_line = json.dumps({"tag": 1, "stdout": "x" * (1024 * 1024)}).encode()
+        chunks = [long_line[i:i + 65536] for i in range(0, len(long_line), 65536)]
+        for chunk in chunks[:-1]:
+            self.connection.dataReceived(chunk)
+        self.assertEqual(self.client.messages, [])
+        self.connection.dataReceived(chunks[-1] + b'\n{"tag": 2}\n{"event": "exit"')
+        self.assertEqual(self.client.messages, [json.loads(long_line), {"tag": 2}])
+        self.connection.dataReceived(b', "pid": 3}\n')
+        self.assertEqual(self.client.messages[2:], [{"event": "exit", "pid": 3}])
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_line_too_long(self):
+        """A line longer than MAX_LENGTH is not kept: the connection is dropped."""
+        self.connection.MAX_LENGTH = 1000
+        self.connection.dataReceived(b'{"tag": 1, "stdout": "' + b"x" * 600)
+        self.assertFalse(self.transport.disconnecting)
+        self.connection.dataReceived(b"x" * 600)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.client.messages, [])
+        self.assertEqual(MonitorConnection.MAX_LENGTH, MAX_LINE)
+        self.assertGreater(MAX_LINE, 2 * 4 * 16 * 1024 * 1024 // 3)
+
+    def test_not_json(self):
+        """A line that is not JSON is logged and skipped; the next one is delivered."""
+        self.connection.dataReceived(b'garbage\n{"tag": 5}\n')
+        self.assertEqual(self.client.messages, [{"tag": 5}])
+
+    def test_fds_in_order(self):
+        """Received fds are queued close-on-exec, in order, and taken by count; the rest closed at the end."""
+        fds = [os.dup(0) for _ in range(3)]
+        for fd in fds:
+            os.set_inheritable(fd, True)
+            self.connection.fileDescriptorReceived(fd)
+        self.assertEqual(self.connection.take_fds(2), fds[:2])
+        self.assertFalse(os.get_inheritable(fds[0]))
+        for fd in fds[:2]:
+            os.close(fd)
+        self.connection.connectionLost(None)
+        self.assertRaises(OSError, os.fstat, fds[2])
+        self.assertEqual(self.client.lost, [None])
+
+    def test_send(self):
+        """A message goes out as one compact JSON line."""
+        self.connection.send({"op": "hello", "tag": 1})
+        self.assertEqual(self.transport.value(), b'{"op":"hello","tag":1}\n')

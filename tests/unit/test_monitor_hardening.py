@@ -1,5 +1,5 @@
 """
-Tests for L{containerd_tx.monitor.hardening} and the monitor's child attributes: the daemon and the monitor
+Tests for L{containerd_tx.monitor_client.hardening} and the monitor's child attributes: the daemon and the monitor
 protect themselves (oom_score_adj, open files limit) and the containers do not inherit that.
 
 Lowering an oom_score_adj below the lowest value a process ever had needs CAP_SYS_RESOURCE: the processes
@@ -15,7 +15,7 @@ import textwrap
 
 from twisted.trial import unittest
 
-from containerd_tx.monitor import hardening
+from containerd_tx.monitor_client import hardening
 from tests.unit.test_monitord import Monitor, alive
 
 SH = "/bin/sh"
@@ -91,7 +91,7 @@ def hardening_monitord():
 
 PROTECT = textwrap.dedent("""
     import fcntl, json, os, resource
-    from containerd_tx.monitor import hardening
+    from containerd_tx.monitor_client import hardening
     try:
         protection = hardening.protect(oom_score_adj=100)
     except hardening.LimitTooLow as e:

@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.trial import unittest
 
 from containerd_tx.errors import DeadlineExceeded
-from containerd_tx.monitor.client import MonitorTimeout
+from containerd_tx.monitor_client.client import MonitorTimeout
 from tests.unit import test_monitor_client as base
 from tests.unit.test_monitor_client import SH, wait_until
 from tests.unit.test_monitord import alive

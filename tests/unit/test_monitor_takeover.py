@@ -12,7 +12,7 @@ import time
 
 from twisted.trial import unittest
 
-from containerd_tx.monitor import takeover
+from containerd_tx.monitor_client import takeover
 from containerd_tx.monitor.loop import Loop
 from containerd_tx.monitor.pumps import SplicePump
 from containerd_tx.monitor.stdio import open_stdio
@@ -254,7 +254,7 @@ class DaemonUpgradeTests(unittest.TestCase):
     async def _upgrade(self):
         from twisted.internet import reactor
 
-        from containerd_tx.monitor.client import PROTOCOL, MonitorClient
+        from containerd_tx.monitor_client.client import PROTOCOL, MonitorClient
 
         monitor = Monitor(self, args=("--protocol", "1"))
         blocking = monitor.connect()

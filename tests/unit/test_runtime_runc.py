@@ -58,7 +58,7 @@ class SeamTests(SynchronousTestCase):
 
     def test_monitor_client_declares_the_seam(self):
         """The real monitor client is declared to provide the seam the driver and supervisor use."""
-        from containerd_tx.monitor.client import MonitorClient, MonitorError as ClientError
+        from containerd_tx.monitor_client.client import MonitorClient, MonitorError as ClientError
 
         self.assertTrue(verifyClass(IMonitor, MonitorClient))
         self.assertIs(MonitorError, ClientError)
