@@ -17,6 +17,7 @@ from containerd_tx.monitor.connection import BadRequest, RequestFailed, b64, get
 from containerd_tx.monitor.loop import close_quietly, log
 from containerd_tx.monitor.proxies import Proxies
 from containerd_tx.monitor.pumps import Pump
+from containerd_tx.monitor.records import KeptRecord
 from containerd_tx.monitor.registry import UNKNOWN_STATUS
 
 
@@ -171,7 +172,7 @@ class Handover:
                 proxies.close(drain=True)
                 self._set_exited(proxies)
         for record_dir, record in state["unwritten"]:
-            self.unwritten[(record["container"], record["process"])] = (record_dir, record)
+            self.unwritten[(record["container"], record["process"])] = KeptRecord(record_dir, record)
         if self.unwritten:
             self.retry_at = time.monotonic()
         self.held_zombies.update(state["held_zombies"])

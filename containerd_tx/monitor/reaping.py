@@ -9,6 +9,7 @@ Standard library only (see C{monitord.py}).
 import os
 import signal
 import time
+from collections import namedtuple
 
 from containerd_tx.monitor.loop import log
 
@@ -34,9 +35,13 @@ def siginfo_status(info):
     return 128 + info.si_status
 
 
+#: A process's C{state} letter and parent's pid, from /proc.
+ProcStat = namedtuple("ProcStat", "state ppid")
+
+
 def read_proc_stat(pid):
     """
-    Return C{(state, ppid)} of C{pid} from /proc, or None if it is gone.
+    Return the L{ProcStat} of C{pid}, or None if it is gone.
     """
     try:
         with open("/proc/%d/stat" % (pid,), "rb") as f:
@@ -44,7 +49,7 @@ def read_proc_stat(pid):
     except OSError:
         return None
     fields = data[data.rfind(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[1])
+    return ProcStat(fields[0].decode(), int(fields[1]))
 
 
 class Reaper:

@@ -13,10 +13,14 @@ import os
 import queue
 import threading
 import time
+from collections import namedtuple
 
 from containerd_tx import layout
 from containerd_tx.monitor.loop import Loop, log
 
+
+#: An exit record the disk refused, kept in memory (the monitor's C{unwritten}) with the folder it belongs in.
+KeptRecord = namedtuple("KeptRecord", "record_dir record")
 
 #: Seconds between attempts to write the exit records that could not be written (ENOSPC, EIO).
 RECORD_RETRY = 1.0
@@ -131,7 +135,7 @@ class ExitRecords:
                     "cannot write exit record of %s/%s in %s: %s; kept in memory for the daemon"
                     % (key[0], key[1], record_dir, error)
                 )
-                self.unwritten[key] = (record_dir, record)
+                self.unwritten[key] = KeptRecord(record_dir, record)
                 self.unwritten.move_to_end(key)
                 if self.retry_at is None:
                     self.retry_at = time.monotonic() + RECORD_RETRY
@@ -164,7 +168,7 @@ class ExitRecords:
             def written(error, key=key, record=record, record_dir=record_dir):
                 self.retrying.discard(key)
                 entry = self.unwritten.get(key)
-                if entry is None or entry[1] is not record:
+                if entry is None or entry.record is not record:
                     return
                 if error is None:
                     log("exit record of %s/%s written at last" % key)

@@ -136,7 +136,7 @@ class Registry:
             return
         stat = read_proc_stat(proc.pid)
         found = self.unclaimed.pop(proc.pid, None)
-        if stat is not None and stat[1] == self.pid:
+        if stat is not None and stat.ppid == self.pid:
             # Our child, alive or a zombie not reaped yet: an unclaimed status
             # for this pid belongs to an earlier process with the same pid.
             self.reap()

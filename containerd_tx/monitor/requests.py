@@ -89,7 +89,7 @@ class Requests:
         process = get_name(req, "process")
         pid = get_int(req, "pid", 0, 2**31 - 1)
         entry = self.unwritten.get((container, process))
-        if entry is not None and entry[1]["pid"] == pid:
+        if entry is not None and entry.record["pid"] == pid:
             del self.unwritten[(container, process)]
             self.release_zombie(pid)
         return {"ok": True}
@@ -161,13 +161,13 @@ class Requests:
         except OSError as e:
             raise RequestFailed("cannot watch pid %d: %s" % (pid, e.strerror))
         stat = read_proc_stat(pid)
-        if stat is None or stat[0] in ("Z", "X"):
+        if stat is None or stat.state in ("Z", "X"):
             os.close(pidfd)
             raise RequestFailed("pid %d is not alive" % (pid,))
         proc = self.register(
             container, process, pid, record_dir, Proxies(self.loop, "%s/%s" % (container, process))
         )
-        if stat[1] == self.pid:
+        if stat.ppid == self.pid:
             os.close(pidfd)  # our own child: waitpid gives its true status
         else:
             proc.pidfd = pidfd

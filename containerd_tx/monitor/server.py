@@ -69,7 +69,7 @@ class Monitor(Requests, Spawner, Handover, Registry, ExitRecords, Reaper):
         self.spawns = {}
         self.spawn_tags = {}
         self.unclaimed = OrderedDict()
-        #: (container, process) -> (record_dir, record): exits whose record could not be written; kept for
+        #: (container, process) -> KeptRecord(record_dir, record): exits whose record could not be written; kept for
         #: the daemon (hello) and written as soon as the disk takes them.
         self.unwritten = OrderedDict()
         self.retrying = set()

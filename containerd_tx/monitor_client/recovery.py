@@ -92,7 +92,7 @@ class Recovery:
         """Wait until the monitor has exited (then its orphans are re-parented); False if it lives on."""
         if self._monitor_pidfd is None:
             stat = takeover.proc_stat(self.monitor_pid) if self.monitor_pid else None
-            return stat is None or stat[0] in "ZX"
+            return stat is None or stat.state in "ZX"
         pidfd, self._monitor_pidfd = self._monitor_pidfd, None
         d = defer.Deferred()
         reader = takeover.PidfdReader(self._reactor, os.dup(pidfd), lambda: d.called or d.callback(True))
@@ -124,11 +124,11 @@ class Recovery:
             if entry.exited:
                 continue
             stat = takeover.proc_stat(entry.pid)
-            if stat is not None and stat[1] == me:
+            if stat is not None and stat.ppid == me:
                 log.info("fostering {c}/{p} (pid {pid})", c=entry.container, p=entry.process, pid=entry.pid)
                 self.foster.watch(entry.pid, lambda status, t, entry=entry: defer.ensureDeferred(
                     self._fostered_exit(entry, status, t)))
-            elif stat is None or stat[0] in "ZX":
+            elif stat is None or stat.state in "ZX":
                 record = takeover.read_record(entry.record_dir, entry.process, entry.pid)
                 if record is None:
                     log.warn("{c}/{p} (pid {pid}) ended with the monitor, its status unrecorded: 255",

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from containerd_tx import layout
+from containerd_tx.monitor.reaping import read_proc_stat
 from containerd_tx.monitor.records import write_record
 
 log = Logger()
@@ -45,14 +46,8 @@ def become_subreaper():
 
 
 def proc_stat(pid):
-    """C{(state, ppid)} of C{pid}, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2:].split()
-    return fields[0].decode(), int(fields[1])
+    """The L{containerd_tx.monitor.reaping.ProcStat} (state, ppid) of C{pid}, or None when it is gone."""
+    return read_proc_stat(pid)
 
 
 def children():
@@ -215,7 +210,7 @@ class Foster:
 
     def is_our_child(self, pid):
         stat = proc_stat(pid)
-        return stat is not None and stat[1] == os.getpid()
+        return stat is not None and stat.ppid == os.getpid()
 
     def watch(self, pid, on_status):
         """Watch our child C{pid}; C{on_status(status, time_ns)} once it has exited and is reaped."""
