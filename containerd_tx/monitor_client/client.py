@@ -9,7 +9,7 @@ monitor first if nothing answers, and says hello.  Everything runs in the
 reactor thread and nothing blocks it.
 
 Its parts: L{protocol} (the line framing and the fds received), L{process} (starting the monitor),
-L{spawn}, L{errors}, L{recovery} (the monitor's death survived, its upgrade) and L{takeover} (the fd store
+L{spawn}, L{errors}, L{watchdog} (a silent monitor noticed), L{recovery} (the monitor's death survived, its upgrade) and L{takeover} (the fd store
 and the fostering of a dead monitor's processes).
 """
 
@@ -32,6 +32,7 @@ from containerd_tx.monitor_client.process import start_monitor
 from containerd_tx.monitor_client.protocol import PROTOCOL, MonitorConnection
 from containerd_tx.monitor_client.recovery import Recovery
 from containerd_tx.monitor_client.spawn import Spawn, SpawnResult
+from containerd_tx.monitor_client.watchdog import Watchdog
 from containerd_tx.runtime.monitor_seam import IMonitor
 from containerd_tx.unix_path import reachable
 
@@ -44,7 +45,7 @@ log = Logger()
 
 
 @implementer(IMonitor)
-class MonitorClient(Recovery):
+class MonitorClient(Watchdog, Recovery):
     """
     One connection to the container monitor; use only in the reactor thread.
 
@@ -228,54 +229,6 @@ class MonitorClient(Recovery):
         d = defer.Deferred()
         self._pending[self._send(message)] = d
         return d
-
-    def _timeout_error(self):
-        return MonitorTimeout(
-            "the container monitor (pid %s) has not answered for %gs; is it stopped?"
-            % (self.monitor_pid, self.timeout))
-
-    def _interval(self):
-        return min(max(self.timeout / 4.0, 0.05), 5.0)
-
-    def _arm(self):
-        if self._watchdog is None and self._connected and self.timeout is not None:
-            self._watchdog = self._reactor.callLater(self._interval(), self._check)
-
-    def _check(self):
-        self._watchdog = None
-        if not self._connected or (not self._sent_at and not self.hung):
-            return
-        now = self._reactor.seconds()
-        if self._sent_at and now - max(self._last_heard, min(self._sent_at.values())) >= self.timeout:
-            self._give_up()
-        if now - self._last_heard >= self._interval() and not self._pings:
-            # Ask for a sign of life: a long spawn (a checkpoint) is fine while the monitor answers.
-            self._tag += 1
-            self._pings.add(self._tag)
-            self._connection.send({"op": "ping", "tag": self._tag})
-        self._arm()
-
-    def _give_up(self):
-        """The monitor is silent: fail every waiting request; the late replies are ignored."""
-        if not self.hung:
-            log.warn("the container monitor (pid {pid}) has not answered for {t}s: failing what waits for it",
-                     pid=self.monitor_pid, t=self.timeout)
-        self.hung = True
-        error = self._timeout_error()
-        self._abandoned.update(self._sent_at)
-        self._sent_at.clear()
-        pending, self._pending = self._pending, {}
-        spawns, self._spawns = self._spawns, {}
-        for d in pending.values():
-            d.errback(error)
-        for spawn in spawns.values():
-            spawn._lost(Failure(error))
-
-    def _heard(self):
-        self._last_heard = self._reactor.seconds()
-        if self.hung:
-            self.hung = False
-            log.info("the container monitor (pid {pid}) answers again", pid=self.monitor_pid)
 
     def spawn(
         self,
