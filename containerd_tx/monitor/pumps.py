@@ -339,6 +339,10 @@ class SplicePump:
             self._released("src")
         if self.on_src_end is not None:
             self.on_src_end(error)
+        if self.finishing:
+            # Already told to finish (close_input ran before the end came): nothing more will arrive, so the
+            # destination closes now and its reader sees EOF, instead of after the linger.
+            self.close()
 
     def _close_dst(self):
         self._unwait()
