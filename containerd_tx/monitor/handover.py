@@ -46,6 +46,8 @@ class Handover:
             names = entry["names"]
             mine = dict(zip(names, fds[taken: taken + len(names)]))
             taken += len(names)
+            for fd in mine.values():
+                self.outputs.adopt(fd)  # a file that new processes also write goes on sharing its offset
             try:
                 set_id = get_str(entry, "set")
                 container = get_name(entry, "container")
@@ -149,6 +151,7 @@ class Handover:
             fds = {name: fd for name, fd in entry["fds"].items()}
             for fd in fds.values():
                 os.set_inheritable(fd, False)
+                self.outputs.adopt(fd)
             name = "%s/%s" % (entry["container"], entry["process"])
             proxies = Proxies.restore(self.loop, name, fds, entry["tty"])
             for key, pump in (("out", proxies.out_pump), ("in", proxies.in_pump)):

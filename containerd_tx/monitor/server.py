@@ -35,6 +35,7 @@ from containerd_tx.monitor.records import ExitRecords, RecordWriter
 from containerd_tx.monitor.registry import Registry
 from containerd_tx.monitor.requests import Requests
 from containerd_tx.monitor.spawn import ChildAttributes, Spawner
+from containerd_tx.monitor.stdio import SharedOutputs
 
 
 #: 2: the fd store (C{fds}/C{released} events, C{takeover}, C{ended}) and C{reexec}.
@@ -89,6 +90,7 @@ class Monitor(Requests, Spawner, Handover, Registry, ExitRecords, Reaper):
         self.stopping = False
         self.idle_since = None
         self.devnull = None
+        self.outputs = SharedOutputs()
         self.default_signals = ()
         self.child_attributes = child_attributes or ChildAttributes()
         self.ops = {

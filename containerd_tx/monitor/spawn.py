@@ -257,7 +257,7 @@ class Spawner:
                 child_fds[0] = fd
             for i, which in ((1, "stdout"), (2, "stderr")):
                 if paths[which] is not None:
-                    fd, _ = open_stdio(paths[which], which)
+                    fd, _ = self.outputs.open(paths[which], which)
                     fd = job.proxies.proxy_output(fd, which)
                     to_close.append(fd)
                     child_fds[i] = fd
@@ -282,7 +282,7 @@ class Spawner:
         """
         Open the stdout/stdin paths that the pty proxy of C{job} will use.
         """
-        out, _ = open_stdio(paths["stdout"] or os.devnull, "stdout")
+        out, _ = self.outputs.open(paths["stdout"] or os.devnull, "stdout")
         stdin = None
         if paths["stdin"] is not None:
             try:

@@ -3,6 +3,7 @@
 Opening a process's stdio, and the stdio of spawned commands.
 
 - L{open_stdio}: the rules for opening a process's stdin/stdout/stderr path without ever blocking.
+- L{SharedOutputs}: one open file description per output file, shared by every stream writing it.
 - L{Capture}: collects a pipe's output up to a limit, dropping the excess.
 - L{ConsoleListener}: the console socket on which runc sends a pty master.
 
@@ -13,6 +14,7 @@ Standard library only (see C{monitord.py}).
 """
 
 import errno
+import fcntl
 import os
 import socket
 import stat
@@ -72,6 +74,61 @@ def open_stdio(path, which):
     except OSError:
         is_fifo = False
     return fd, is_fifo
+
+
+class SharedOutputs:
+    """
+    Output paths that are regular files, opened so that every stream writing one file shares one open file
+    description.
+
+    Output files are opened without O_APPEND (see L{open_stdio}), so two descriptions of one file each
+    write at their own offset and overwrite each other: stdout and stderr pointed at the same log, or an
+    exec'd process writing where its init writes. Sharing the description shares the offset, and the
+    monitor, one thread, moves one chunk at a time: the streams interleave as with O_APPEND.
+    """
+
+    def __init__(self):
+        self._fds = {}  # (st_dev, st_ino) -> an fd of ours open for writing on it
+
+    def open(self, path, which):
+        """L{open_stdio} for C{which} "stdout" or "stderr", sharing the description of a file already open."""
+        fd, is_fifo = open_stdio(path, which)
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return fd, is_fifo
+        if not stat.S_ISREG(st.st_mode):
+            return fd, is_fifo
+        key = (st.st_dev, st.st_ino)
+        shared = self._dup(key)
+        if shared is None:
+            self._fds[key] = fd
+            return fd, False
+        close_quietly(fd)
+        return shared, False
+
+    def adopt(self, fd):
+        """Remember C{fd} (a stdout/stderr fd handed over by an earlier monitor) for later opens to share."""
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return
+        if stat.S_ISREG(st.st_mode) and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
+            self._fds.setdefault((st.st_dev, st.st_ino), fd)
+
+    def _dup(self, key):
+        fd = self._fds.get(key)
+        if fd is None:
+            return None
+        try:
+            # The number may have been closed and reused since: it must still be a writer on the same file.
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == key and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
+                return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
+        except OSError:
+            pass
+        del self._fds[key]
+        return None
 
 
 class Capture:

@@ -177,7 +177,9 @@ class ResourceTests(UpdateTestCase):
         self.assertEqual(self.cgroup_file("blkio", name).split()[-1], "700")
 
     def test_nonsense_rejected(self):
-        for resources in (pb.UpdateResource(), pb.UpdateResource(cpuPeriod=5),
+        # An UpdateResource with every field zero is not nonsense: 0.2.9 answers it with success (Docker sends it),
+        # see test_dropin_semantics.UpdateResourceTests.
+        for resources in (pb.UpdateResource(cpuPeriod=5),
                           pb.UpdateResource(memoryLimit=1), pb.UpdateResource(memoryLimit=2 ** 64 - 1),
                           pb.UpdateResource(cpuShares=1), pb.UpdateResource(cpusetCpus="zero"),
                           pb.UpdateResource(blkioWeight=5000),

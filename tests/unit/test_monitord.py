@@ -31,7 +31,7 @@ from containerd_tx import layout
 from containerd_tx.monitor.loop import close_quietly, Loop
 from containerd_tx.monitor.proxies import Proxies
 from containerd_tx.monitor.pumps import Pump, PUMP_LIMIT
-from containerd_tx.monitor.stdio import open_stdio, StdioError
+from containerd_tx.monitor.stdio import open_stdio, SharedOutputs, StdioError
 from tests.support.daemon import wait_for
 
 PYTHON = os.path.realpath(sys.executable)
@@ -949,6 +949,40 @@ class StdioHelperTests(unittest.TestCase):
         self.addCleanup(self.loop.selector.close)
         self.fds = []
         self.addCleanup(lambda: [close_quietly(fd) for fd in self.fds])
+
+    def test_one_file_shares_one_offset(self):
+        """
+        stdout and stderr (or two processes) writing one regular file share its offset: without O_APPEND,
+        two descriptions of one file would write over each other.
+        """
+        path = os.path.join(self.mktemp() + "-out.log")
+        with open(path, "wb") as f:
+            f.write(b"before\n")
+        outputs = SharedOutputs()
+        out, _ = outputs.open(path, "stdout")
+        err, _ = outputs.open(path, "stderr")
+        self.fds += [out, err]
+        self.assertNotEqual(out, err)
+        os.write(out, b"out 1\n")
+        os.write(err, b"err 1\n")
+        os.write(out, b"out 2\n")
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"before\nout 1\nerr 1\nout 2\n")
+
+    def test_shared_only_while_a_writer_is_open(self):
+        """A closed fd whose number now names something else is not shared."""
+        path = self.mktemp() + "-a.log"
+        other = self.mktemp() + "-b.log"
+        outputs = SharedOutputs()
+        first, _ = outputs.open(path, "stdout")
+        os.close(first)
+        reused = os.open(other, os.O_WRONLY | os.O_CREAT, 0o600)  # likely takes the same number
+        self.fds.append(reused)
+        second, _ = outputs.open(path, "stdout")
+        self.fds.append(second)
+        os.write(second, b"x")
+        with open(path, "rb") as f, open(other, "rb") as g:
+            self.assertEqual((f.read(), g.read()), (b"x", b""))
 
     def pipe(self):
         r, w = os.pipe()
