@@ -57,3 +57,9 @@ class IRuntime(Interface):
 
     def list(global_args=()):
         """Fires with the runtime's containers: a list of dicts with at least C{id} and C{status}."""
+
+    def cgroup_paths(container_id, global_args=()):
+        """
+        The container's cgroup directories as the runtime recorded them (subsystem -> absolute path), read at
+        once from its state; C{{}} when the runtime records none. For when its init is already gone from /proc.
+        """

@@ -245,6 +245,26 @@ class RuncRuntime:
         output = yield self._call(global_args, "list", "--format", "json")
         return json.loads(output or b"null") or []
 
+    def cgroup_paths(self, container_id, global_args=()):
+        """
+        runc keeps the container's cgroup directories in C{<root>/<id>/state.json} (C{cgroup_paths}): they
+        stay known after the init has exited and been reaped, until the container is deleted. Other runtimes'
+        state has no such map: C{{}}.
+        """
+        args = self._global_args + list(global_args)
+        root = self.root
+        for i, arg in enumerate(args):
+            if arg == "--root" and i + 1 < len(args):
+                root = args[i + 1]
+            elif arg.startswith("--root="):
+                root = arg.partition("=")[2]
+        try:
+            with open(os.path.join(root, container_id, "state.json"), "rb") as f:
+                paths = json.load(f).get("cgroup_paths") or {}
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return {name: path for name, path in paths.items() if isinstance(path, str) and os.path.isabs(path)}
+
     def _debug(self, argv, started):
         if self.debug:
             log.debug("runtime: {argv} ({ms:.1f} ms)", argv=" ".join(argv),

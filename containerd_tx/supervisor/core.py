@@ -230,7 +230,10 @@ class SupervisorCore(SharedState):
     def _started(self, container, pid):
         container.init.system_pid = pid
         container.status = RUNNING
-        container.cgroups = self._cgroups_of(pid)
+        # An init that ended at once (an OOM kill, say) may be reaped already: the runtime's record of the
+        # cgroups still holds, and without it an OOM kill would go unreported.
+        container.cgroups = self._cgroups_of(pid) or self._runtime_of(container).cgroup_paths(
+            container.id, container.runtime_args)
         self.store.save_started(container, container.init)
         # After a crash the record may predate the event already logged: report each start once. The event
         # carries no pid, as containerd 0.2.9 sends it (logs written before also have it with "init").

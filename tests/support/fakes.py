@@ -132,6 +132,8 @@ class FakeRuntime:
     def __init__(self, name="fake"):
         self.name = name
         self.calls = []
+        #: container id -> the cgroup map L{cgroup_paths} answers with.
+        self.recorded_cgroups = {}
         self._scripted = {}
         self._pids = itertools.count(FIRST_FAKE_PID)
 
@@ -155,6 +157,11 @@ class FakeRuntime:
         if isinstance(answer, BaseException):
             return defer.fail(answer)
         return defer.succeed(answer)
+
+    def cgroup_paths(self, container_id, global_args=()):
+        """The cgroups the runtime recorded: what L{recorded_cgroups} holds for the container, else none."""
+        self.calls.append(("cgroup_paths", (container_id,), dict(global_args=global_args)))
+        return dict(self.recorded_cgroups.get(container_id, {}))
 
     def run(self, container_id, bundle, process_stdio, register, global_args=(), no_pivot_root=False,
             console_socket=None, timeout=None):

@@ -251,6 +251,17 @@ class CommandTests(RuncTestCase):
         self.run_command(d, stdout=b"null")
         self.assertEqual(self.successResultOf(d), [])
 
+    def test_cgroup_paths_from_state(self):
+        """runc's recorded cgroups are read from <root>/<id>/state.json, under a --root given per call too."""
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(root, "c1"))
+        with open(os.path.join(root, "c1", "state.json"), "w") as f:
+            json.dump({"id": "c1", "cgroup_paths": {"memory": "/sys/fs/cgroup/memory/c1", "bad": "rel"}}, f)
+        self.assertEqual(self.runtime.cgroup_paths("c1", ["--root", root]), {"memory": "/sys/fs/cgroup/memory/c1"})
+        self.assertEqual(self.runtime.cgroup_paths("c1", [f"--root={root}"]), {"memory": "/sys/fs/cgroup/memory/c1"})
+        self.assertEqual(self.runtime.cgroup_paths("c2", ["--root", root]), {})
+        self.assertEqual(self.runtime.cgroup_paths("c1"), {})  # ROOT has no such container
+
     def test_not_found(self):
         """A container the runtime does not know is NOT_FOUND."""
         d = self.runtime.delete("c1")

@@ -56,6 +56,7 @@ class FakeOom:
 
     def watch(self, container_id, cgroups, fresh=False):
         self.calls.append(("watch", container_id))
+        self.watched = dict(cgroups)
 
     def unwatch(self, container_id):
         self.calls.append(("unwatch", container_id))
@@ -156,6 +157,17 @@ class CreateTests(SupervisorTestCase):
         self.assertEqual(self.events.stored()[0].system_pid, pid)
         self.assertEqual(self.oom.calls, [("watch", "web")])
         self.assertEqual((self.timer_count(CONTAINER_START_TIME), self.timer_count(CONTAINER_CREATE_TIME)), (1, 1))
+
+    def test_init_already_gone_watched_through_the_runtimes_record(self):
+        """
+        An init that ended (and was reaped) before its start was handled has no /proc entry: its cgroups come
+        from the runtime's record, so an OOM kill that ended it is still seen.
+        """
+        self.runtime.recorded_cgroups["hog"] = {"memory": "/sys/fs/cgroup/memory/hog"}
+        container = self.create("hog")
+        self.assertEqual(container.cgroups, {"memory": "/sys/fs/cgroup/memory/hog"})
+        self.assertEqual(self.oom.watched, {"memory": "/sys/fs/cgroup/memory/hog"})
+        self.assertEqual(self.runtime.called("cgroup_paths"), [(("hog",), {"global_args": []})])
 
     def test_terminal_gets_console_socket(self):
         """A process with a terminal starts with a console socket in the sockets folder."""
