@@ -1,5 +1,5 @@
 """
-The acceptance crash test of the monitor's death (README, Guarantees): real runc containers writing numbered
+The acceptance crash test of the monitor's death (docs/architecture.md, Guarantees): real runc containers writing numbered
 lines to FIFOs and files, exec'd processes, a terminal; the monitor SIGKILLed at seeded random moments.
 
 No line is lost or doubled (sequence numbers per container), every exit is reported exactly once with its

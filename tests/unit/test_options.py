@@ -16,7 +16,8 @@ from containerd_tx import __version__
 from containerd_tx.options import DEFAULT_SOCKET, DEFAULT_STATE_DIR, DaemonOptions, parse_listen_address
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "README.md")
+OPERATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs",
+                          "operations.md")
 
 ALL_OPTIONS = (
     "--id", "--debug", "--state-dir", "--concurrency", "--metrics-interval", "--listen", "--oom-notify",
@@ -442,7 +443,7 @@ def _twistd(case, *args):
         raise SkipTest(f"{TWISTD} not found")
     cwd = case.mktemp()
     os.makedirs(cwd)
-    # COLUMNS fixed: Twisted wraps --help to it, and the README shows the 80-column text.
+    # COLUMNS fixed: Twisted wraps --help to it, and docs/operations.md shows the 80-column text.
     return subprocess.run(
         [TWISTD, "-n", "containerd", *args], capture_output=True, text=True, timeout=60, cwd=cwd,
         env={**os.environ, "COLUMNS": "80"},
@@ -464,12 +465,12 @@ class TwistdPluginTests(TestCase):
         for option in ALL_OPTIONS:
             self.assertIn(option, result.stdout)
 
-    def test_help_in_readme(self):
+    def test_help_in_docs(self):
         """
-        The README's "Daemon options" shows --help exactly as it is.
+        docs/operations.md's "Daemon options" shows --help exactly as it is.
         """
         result = _twistd(self, "--help")
-        with open(README, encoding="utf-8") as f:
+        with open(OPERATIONS, encoding="utf-8") as f:
             readme = f.read()
         start = readme.index("`twistd -n containerd --help`:")
         block = readme[readme.index("```\n", start) + 4:]
