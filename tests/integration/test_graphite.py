@@ -6,7 +6,6 @@ and Carbon going away and coming back while the reporter runs.
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import TestCase
 
 from tests.support.net import ReactorLag, free_port, wait_until
+from tests.support.servers import ServerProcess
 from containerd_tx.metrics import Metrics, process_gauges
 from containerd_tx.metrics.graphite import GraphiteReporter
 
@@ -65,13 +65,11 @@ def system_env():
     return env
 
 
-class Carbon:
+class Carbon(ServerProcess):
     """A carbon-cache child process on a loopback port, with its config and data in C{root}."""
 
     def __init__(self, root, port):
-        self.root = root
-        self.port = port
-        self.process = None
+        super().__init__(root, port, "carbon.out")
         for sub in ("conf", "storage/whisper", "storage/lists", "log"):
             os.makedirs(os.path.join(root, sub), exist_ok=True)
         self.config = os.path.join(root, "conf", "carbon.conf")
@@ -79,15 +77,10 @@ class Carbon:
             f.write(CARBON_CONF.format(root=root, port=port))
         with open(os.path.join(root, "conf", "storage-schemas.conf"), "w") as f:
             f.write(STORAGE_SCHEMAS)
-        self.output = os.path.join(root, "carbon.out")
 
     def start(self):
-        with open(self.output, "ab") as out:
-            self.process = subprocess.Popen(
-                [CARBON_CACHE, f"--config={self.config}", f"--pidfile={self.root}/carbon.pid",
-                 f"--logdir={self.root}/log", "--nodaemon", "start"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=system_env(),
-                cwd=self.root, start_new_session=True)
+        self.spawn([CARBON_CACHE, f"--config={self.config}", f"--pidfile={self.root}/carbon.pid",
+                    f"--logdir={self.root}/log", "--nodaemon", "start"], env=system_env())
 
     @defer.inlineCallbacks
     def wait_listening(self, timeout=30.0):
@@ -103,23 +96,6 @@ class Carbon:
             if time.monotonic() > deadline:
                 raise AssertionError(f"carbon-cache did not listen on {self.port}:\n{self.log()}")
             yield task.deferLater(reactor, 0.1, lambda: None)
-
-    def stop(self):
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def log(self):
-        try:
-            with open(self.output, errors="replace") as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
 
     def whisper_path(self, metric):
         return os.path.join(self.root, "storage", "whisper", *metric.split(".")) + ".wsp"

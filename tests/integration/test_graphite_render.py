@@ -13,9 +13,7 @@ docs/img/graphite-render.png is made so).
 import json
 import os
 import shutil
-import signal
 import struct
-import subprocess
 import urllib.parse
 import urllib.request
 import zlib
@@ -25,6 +23,7 @@ from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support.daemon import wait_for
 from tests.support.ids import unique_id
 from tests.support.net import free_port
+from tests.support.servers import ServerProcess
 
 GRAPHITE_WEB = "/usr/lib/python3/dist-packages/graphite/wsgi.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -53,45 +52,22 @@ DATABASES = {{"default": {{"NAME": {root!r} + "/graphite.db", "ENGINE": "django.
 """
 
 
-class GraphiteWeb:
+class GraphiteWeb(ServerProcess):
     """graphite-web's WSGI app under C{twist web} on a loopback port, its settings and logs in C{root}."""
 
     def __init__(self, root, port, whisper_dir):
-        self.root, self.port = root, port
+        super().__init__(root, port, "graphite-web.out")
         for sub in ("conf", "storage", "log", "settings"):
             os.makedirs(os.path.join(root, sub), exist_ok=True)
         with open(os.path.join(root, "settings", "containerd_tx_graphite_settings.py"), "w") as f:
             f.write(SETTINGS.format(root=root, whisper=whisper_dir))
-        self.output = os.path.join(root, "graphite-web.out")
-        self.process = None
 
     def start(self):
         env = system_env()
         env.update(PYTHONPATH=os.path.join(self.root, "settings"), DJANGO_SETTINGS_MODULE="graphite.settings",
                    GRAPHITE_SETTINGS_MODULE="containerd_tx_graphite_settings")
-        with open(self.output, "ab") as out:
-            self.process = subprocess.Popen(
-                [SYSTEM_PYTHON, "-m", "twisted", "web", "--listen", f"tcp:{self.port}:interface=127.0.0.1",
-                 "--wsgi", "graphite.wsgi.application"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.root,
-                start_new_session=True)
-
-    def stop(self):
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def log(self):
-        try:
-            with open(self.output, errors="replace") as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
+        self.spawn([SYSTEM_PYTHON, "-m", "twisted", "web", "--listen", f"tcp:{self.port}:interface=127.0.0.1",
+                    "--wsgi", "graphite.wsgi.application"], env=env)
 
     def get(self, **params):
         """GET /render with C{params}: (content type, body)."""

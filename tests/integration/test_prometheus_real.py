@@ -7,7 +7,6 @@ what operators ask it: C{up}, a counter's C{rate()} and a histogram quantile of 
 import json
 import math
 import os
-import signal
 import subprocess
 import urllib.parse
 import urllib.request
@@ -16,6 +15,7 @@ from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support.daemon import wait_for
 from tests.support.ids import unique_id
 from tests.support.net import free_port
+from tests.support.servers import ServerProcess
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
@@ -33,43 +33,20 @@ scrape_configs:
 """
 
 
-class PrometheusServer:
+class PrometheusServer(ServerProcess):
     """A prometheus child process on a loopback port, config and TSDB in C{root}."""
 
     def __init__(self, root, port, target):
-        self.root, self.port = root, port
+        super().__init__(root, port, "prometheus.out")
         os.makedirs(os.path.join(root, "data"), exist_ok=True)
         self.config = os.path.join(root, "prometheus.yml")
         with open(self.config, "w") as f:
             f.write(CONFIG.format(job=JOB, target=target))
-        self.output = os.path.join(root, "prometheus.out")
-        self.process = None
 
     def start(self):
-        with open(self.output, "ab") as out:
-            self.process = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={self.config}", f"--storage.tsdb.path={self.root}/data",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
-                 "--log.level=warn"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=self.root,
-                start_new_session=True)
-
-    def stop(self):
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def log(self):
-        try:
-            with open(self.output, errors="replace") as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
+        self.spawn([PROMETHEUS, f"--config.file={self.config}", f"--storage.tsdb.path={self.root}/data",
+                    f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
+                    "--log.level=warn"])
 
     def ready(self):
         if self.process.poll() is not None:
