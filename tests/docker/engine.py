@@ -72,16 +72,6 @@ def skip_reason():
     return bundles.requirements_missing("runc")
 
 
-def criu_missing():
-    """Why checkpoints cannot work here, or None."""
-    criu = shutil.which("criu")
-    if criu is None:
-        return "criu is not installed (run scripts/setup-system)"
-    if subprocess.run([criu, "check"], capture_output=True).returncode != 0:
-        return f"{criu} fails `criu check` (run scripts/setup-system to build CRIU 4)"
-    return None
-
-
 class Result:
     """What one docker CLI call gave: C{rc}, C{out}, C{err}."""
 

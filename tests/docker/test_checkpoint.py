@@ -4,7 +4,8 @@ with CRIU underneath: the restored container carries on from where it was, not f
 """
 
 from tests.docker.base import DockerTestCase
-from tests.docker.engine import criu_missing, poll
+from tests.docker.engine import poll
+from tests.integration.test_checkpoint import criu_missing
 
 #: Counts from 1, one number a line, forever.
 COUNTER = ("sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; usleep 50000; done")

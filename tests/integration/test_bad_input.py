@@ -38,16 +38,6 @@ class BadInputTests(LifecycleTestCase):
         self.assertEqual(state.containers[0].status, "running")
         self.assertEqual(state.containers[0].processes[0].systemPid, self.keeper.processes[0].systemPid)
 
-    def assertStatus(self, code, call, request, contains=""):
-        with self.assertRaises(grpc.RpcError) as raised:
-            call(request, timeout=30)
-        error = raised.exception
-        self.assertEqual(error.code(), code, error.details())
-        self.assertNotIn("\n", error.details())
-        self.assertNotIn("Traceback", error.details())
-        self.assertIn(contains, error.details())
-        return error.details()
-
     def test_bad_container_ids(self):
         for bad in BAD_IDS:
             self.assertStatus(INVALID, self.daemon.stub.CreateContainer, create_request(bad, self.good_bundle))

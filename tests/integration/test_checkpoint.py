@@ -14,6 +14,7 @@ from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support.daemon import Daemon, create_request, wait_for
 from tests.support.events import EventCollector
 from tests.support.ids import unique_id
+from tests.support.processes import read_counter
 
 COUNTER = ("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; echo $i; sleep 0.1; done")
 
@@ -36,15 +37,6 @@ def criu_missing():
     return None
 
 
-def read_counter(pid):
-    def read():
-        try:
-            with open(f"/proc/{pid}/root/tmp/counter") as f:
-                text = f.read().strip()
-            return int(text) if text else None
-        except (OSError, ValueError):
-            return None
-    return wait_for(read, message=f"the counter of pid {pid}")
 
 
 class CheckpointTestCase(LifecycleTestCase):

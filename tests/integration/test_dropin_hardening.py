@@ -37,16 +37,6 @@ class DropinBadInputTestCase(BadInputTestCase):
         super().setUp()
         self.dropin = unique_id("d")
 
-    def assertStatus(self, code, call, request, contains=""):
-        with self.assertRaises(grpc.RpcError) as raised:
-            call(request, timeout=60)
-        error = raised.exception
-        self.assertEqual(error.code(), code, error.details())
-        self.assertNotIn("\n", error.details())
-        self.assertNotIn("Traceback", error.details())
-        self.assertIn(contains, error.details())
-        return error.details()
-
 
 class CheckpointFoldersTests(DropinBadInputTestCase):
     """Only a folder the daemon wrote as a checkpoint is ever listed or deleted."""

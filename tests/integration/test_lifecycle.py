@@ -51,6 +51,20 @@ class LifecycleTestCase(TestCase):
         response = self.daemon.stub.CreateContainer(create_request(container_id, bundle, **request), timeout=60)
         return response.container
 
+    def assertStatus(self, code, call, request, contains=""):
+        """
+        C{call(request)} fails with status C{code} and a one-line message (no traceback) containing
+        C{contains}; @return: the message.
+        """
+        with self.assertRaises(grpc.RpcError) as raised:
+            call(request, timeout=60)
+        error = raised.exception
+        self.assertEqual(error.code(), code, error.details())
+        self.assertNotIn("\n", error.details())
+        self.assertNotIn("Traceback", error.details())
+        self.assertIn(contains, error.details())
+        return error.details()
+
     def state_ids(self):
         return sorted(c.id for c in self.daemon.stub.State(pb.StateRequest(), timeout=10).containers)
 

@@ -12,22 +12,13 @@ from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support import processes
 from tests.support.daemon import wait_for
 from tests.support.ids import unique_id
+from tests.support.processes import read_counter
 
 COUNTER = ("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.05; done")
 #: An init that never forks: a fork failing under a pids limit can only be the exec's, never the init's.
 IDLE = ("sleep", "100000")
 
 
-def read_counter(pid):
-    """The number a COUNTER container (host pid C{pid}) last wrote."""
-    def read():
-        try:
-            with open(f"/proc/{pid}/root/tmp/counter") as f:
-                text = f.read().strip()
-            return int(text) if text else None
-        except (OSError, ValueError):
-            return None
-    return wait_for(read, message=f"the counter file of pid {pid}")
 
 
 class UpdateTestCase(LifecycleTestCase):

@@ -91,3 +91,20 @@ def end(process):
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()
+
+
+def read_counter(pid, timeout=30.0):
+    """
+    The number a counter container (host pid C{pid}, writing /tmp/counter inside it) last wrote, once there is
+    one.
+    """
+    from tests.support.daemon import wait_for
+
+    def read():
+        try:
+            with open(f"/proc/{pid}/root/tmp/counter") as f:
+                text = f.read().strip()
+            return int(text) if text else None
+        except (OSError, ValueError):
+            return None
+    return wait_for(read, timeout, message=f"the counter file of pid {pid}")
