@@ -7,14 +7,12 @@ unexpected error.
 
 import json
 import os
-import re
 import signal
 import stat
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -23,7 +21,7 @@ from containerd_tx.api import containerd_pb2 as pb
 from tests.support.net import free_port
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support import processes
-from tests.support.daemon import create_request, wait_for
+from tests.support.daemon import create_request, metric_value, wait_for
 from tests.support.ids import unique_id
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -495,11 +493,7 @@ class VanishingSubscriberTests(BadInputTestCase):
         super().setUp()
 
     def subscribers(self):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
-            text = response.read().decode()
-        found = re.search(r"^containerd_tx_event_subscribers (\S+)$", text, re.M)
-        self.assertIsNotNone(found, "no containerd_tx_event_subscribers gauge in /metrics")
-        return float(found.group(1))
+        return metric_value(self.port, "containerd_tx_event_subscribers")
 
     def test_killed_subscriber_is_released(self):
         wait_for(lambda: self.subscribers() == 1, message="the test's own subscriber to be counted")

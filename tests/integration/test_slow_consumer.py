@@ -10,10 +10,8 @@ transport itself soaks up well over 1,500 events, and the daemon's bound would t
 Events are made cheaply: 60 short containers plus pause/resume cycles on 8 sleepers (2 events each).
 """
 
-import re
 import threading
 import time
-import urllib.request
 
 import grpc
 
@@ -21,7 +19,7 @@ from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
 from tests.support.net import free_port
 from tests.integration.test_lifecycle import LifecycleTestCase
-from tests.support.daemon import create_request, wait_for
+from tests.support.daemon import create_request, metric_value, wait_for
 from tests.support.events import EventCollector
 from tests.support.ids import unique_id
 
@@ -54,9 +52,7 @@ class SlowConsumerTests(LifecycleTestCase):
         super().setUp()
 
     def subscribers(self):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
-            text = response.read().decode()
-        return float(re.search(r"^containerd_tx_event_subscribers (\S+)$", text, re.M).group(1))
+        return metric_value(self.port, "containerd_tx_event_subscribers")
 
     def test_slow_subscriber_cut_off_fast_one_complete(self):
         stub = self.daemon.stub

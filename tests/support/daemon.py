@@ -259,3 +259,19 @@ class TmpfsStateDir:
         super().setUp()
         with open(self.daemon.log_path) as f:
             self.assertIn("records written inline", f.read())
+
+
+def metric_value(port, name):
+    """
+    The value of an unlabelled sample C{name} on the Prometheus page a daemon serves on loopback C{port}
+    (its C{--metrics-address}); AssertionError when the page has no such sample.
+    """
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    if found is None:
+        raise AssertionError(f"no {name} sample in /metrics")
+    return float(found.group(1))
