@@ -10,7 +10,7 @@ import grpc
 
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_lifecycle import LifecycleTestCase
-from tests.support.daemon import create_request
+from tests.support.daemon import create_request, wait_for
 from tests.support.ids import unique_id
 
 HANGING_RUNTIME = """#!/bin/sh
@@ -53,7 +53,9 @@ class StartTimeoutTests(LifecycleTestCase):
         self.assertIn("within 1s", raised.exception.details())
         self.assertLess(time.monotonic() - started, 20)
         self.assertNotIn(slow, self.state_ids())
-        self.assertFalse(os.path.exists(os.path.join(self.daemon.state_dir, "containers", slow)))
+        # The records go on the state dir's writer thread, after the answer: gone, not necessarily at once.
+        folder = os.path.join(self.daemon.state_dir, "containers", slow)
+        wait_for(lambda: not os.path.exists(folder), timeout=30, message=f"{folder} to be removed")
         # No stuck supervisor task: the same id starts with the real runtime.
         container = self.daemon.stub.CreateContainer(create_request(slow, bundle), timeout=60).container
         self.assertEqual(container.status, "running")

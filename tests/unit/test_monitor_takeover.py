@@ -169,7 +169,13 @@ class TakeoverTests(unittest.TestCase):
         wait_for(lambda: read() or got.count(b"\n") > 50, message="lines through the first monitor")
         os.kill(first.pid, signal.SIGKILL)
         first.popen.wait()
-        wait_for(lambda: takeover.proc_stat(pid)[1] == os.getpid(), message="the writer re-parented here")
+        try:
+            wait_for(lambda: (takeover.proc_stat(pid) or (None, None))[1] == os.getpid(), timeout=30,
+                     message="the writer re-parented here")
+        except AssertionError as e:
+            lines = got.count(b"\n")
+            raise AssertionError(f"{e}: the writer {pid} is {takeover.proc_stat(pid)} (state, parent), this test is "
+                                 f"{os.getpid()}, {lines} lines read") from None
         read()
         second = Monitor(self, state_dir=first.dir)
         client2 = FdClient(second.sock)
