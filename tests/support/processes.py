@@ -7,15 +7,14 @@ import ctypes
 import os
 
 PR_SET_CHILD_SUBREAPER = 36
-_done = []
 
 
 def become_subreaper():
-    """Make this process the reaper of its orphaned descendants (idempotent)."""
-    if not _done:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        _done.append(True)
+    """
+    Make this process the reaper of its orphaned descendants (idempotent). The flag is set every time, not
+    remembered: a test may have turned it off meanwhile, and orphans would then go to PID 1.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def _state(pid):

@@ -168,8 +168,9 @@ class MonitorClientTests(unittest.TestCase):
         libc = ctypes.CDLL(None, use_errno=True)
         # The monitor is orphaned when the daemon dies: become its subreaper
         # so that it can be reaped here, instead of by a PID 1 that never does.
+        # Left on afterwards: other tests in this process rely on it (turning it off sent a later test's orphans
+        # to PID 1).
         self.assertEqual(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0)
-        self.addCleanup(libc.prctl, PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
         top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ, PYTHONPATH=top)
         daemon = subprocess.Popen(
