@@ -28,27 +28,17 @@ class FdClient(Client):
         super().__init__(path)
         self.fds = []
 
+    def receive(self):
+        data, ancdata, _, _ = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(253 * 4))
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(payload[: len(payload) - len(payload) % 4])
+                self.fds.extend(fds)
+        return data
+
     def read_message(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("no message from the monitor in %ss" % (timeout,))
-            self.sock.settimeout(remaining)
-            try:
-                data, ancdata, _, _ = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(253 * 4))
-            except socket.timeout:
-                continue
-            for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds = array.array("i")
-                    fds.frombytes(payload[: len(payload) - len(payload) % 4])
-                    self.fds.extend(fds)
-            if not data:
-                raise EOFError("monitor closed the connection")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        message = json.loads(line)
+        message = super().read_message(timeout)
         if message.get("event") == "fds":
             names = message["names"]
             message["fds"] = dict(zip(names, self.fds[: len(names)]))

@@ -138,7 +138,7 @@ class Client:
                 raise AssertionError("no message from the monitor in %ss" % (timeout,))
             self.sock.settimeout(remaining)
             try:
-                data = self.sock.recv(1 << 20)
+                data = self.receive()
             except socket.timeout:
                 continue
             if not data:
@@ -146,6 +146,10 @@ class Client:
             self.buf += data
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
+
+    def receive(self):
+        """One read from the socket (a subclass may also take the fds that come with it)."""
+        return self.sock.recv(1 << 20)
 
     def _dispatch(self, message):
         if "event" in message:
