@@ -35,7 +35,35 @@ CHUNK = 64 * 1024
 DRAIN_LIMIT = 1024 * 1024
 
 
-class Pump:
+class _Ends:
+    """
+    What both pumps keep of their two fds: the fds (non-blocking), whether the pump closes each, and who to
+    tell when it does.
+    """
+
+    def __init__(self, loop, src, dst, name, own_src, own_dst):
+        self.loop = loop
+        self.src = src
+        self.dst = dst
+        self.name = name
+        self.own_src = own_src
+        self.own_dst = own_dst
+        self.input_closed = False
+        self.on_src_end = None
+        #: called with "src" or "dst" when the pump closes an fd it owns (the daemon drops its copy).
+        self.release = None
+        os.set_blocking(src, False)
+        os.set_blocking(dst, False)
+
+    def __repr__(self):
+        return "<%s %s>" % (type(self).__name__, self.name)
+
+    def _released(self, role):
+        if self.release is not None:
+            self.release(role)
+
+
+class Pump(_Ends):
     """
     Copy bytes from C{src} to C{dst} without ever blocking.
 
@@ -48,31 +76,13 @@ class Pump:
     """
 
     def __init__(self, loop, src, dst, name, own_src=True, own_dst=True, limit=PUMP_LIMIT):
-        self.loop = loop
-        self.src = src
-        self.dst = dst
-        self.name = name
-        self.own_src = own_src
-        self.own_dst = own_dst
+        _Ends.__init__(self, loop, src, dst, name, own_src, own_dst)
         self.limit = limit
         self.buf = bytearray()
-        self.input_closed = False
         self.close_dst_when_flushed = False
-        self.on_src_end = None
-        #: called with "src" or "dst" when the pump closes an fd it owns (the daemon drops its copy).
-        self.release = None
         self._reading = False
         self._writing = False
-        os.set_blocking(src, False)
-        os.set_blocking(dst, False)
         self._update_reading()
-
-    def __repr__(self):
-        return "<Pump %s>" % (self.name,)
-
-    def _released(self, role):
-        if self.release is not None:
-            self.release(role)
 
     def is_open(self):
         return self.dst is not None
@@ -220,7 +230,7 @@ class Pump:
         self._close_dst()
 
 
-class SplicePump:
+class SplicePump(_Ends):
     """
     Move bytes from the pipe C{src} to C{dst} (a FIFO, a file, anything splice writes to) in the kernel,
     without ever blocking and without a byte in the monitor's memory: a monitor killed at any moment loses
@@ -230,32 +240,16 @@ class SplicePump:
     """
 
     def __init__(self, loop, src, dst, name, own_src=True, own_dst=True):
-        self.loop = loop
-        self.src = src
-        self.dst = dst
-        self.name = name
-        self.own_src = own_src
-        self.own_dst = own_dst
-        self.on_src_end = None
-        self.release = None
-        self.input_closed = False
+        _Ends.__init__(self, loop, src, dst, name, own_src, own_dst)
         self.finishing = False
         self.fallback = None
         self._waiting = None  # "src" or "dst"
-        os.set_blocking(src, False)
-        os.set_blocking(dst, False)
         try:
             self._dst_pollable = stat.S_ISFIFO(os.fstat(dst).st_mode) or stat.S_ISSOCK(os.fstat(dst).st_mode)
         except OSError:
             self._dst_pollable = False
         self._step()
 
-    def __repr__(self):
-        return "<SplicePump %s>" % (self.name,)
-
-    def _released(self, role):
-        if self.release is not None:
-            self.release(role)
 
     def is_open(self):
         if self.fallback is not None:

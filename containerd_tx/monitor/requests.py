@@ -79,9 +79,7 @@ class Requests:
         pid = get_int(req, "pid", 1, 2**31 - 1)
         proc = self.procs.get((container, process))
         if proc is not None and proc.pid == pid and proc.fostered:
-            self.unregister(proc)
-            proc.proxies.close(drain=True)
-            self._set_exited(proc.proxies)
+            self._drop(proc, drain=True)
         return {"ok": True}
 
     def op_exit_handled(self, conn, tag, req):
@@ -93,6 +91,12 @@ class Requests:
             del self.unwritten[(container, process)]
             self.release_zombie(pid)
         return {"ok": True}
+
+    def _drop(self, proc, drain=False):
+        """Forget C{proc}: its registration goes, its stdio closes (with C{drain}, after what is left is out)."""
+        self.unregister(proc)
+        proc.proxies.close(drain=drain)
+        self._set_exited(proc.proxies)
 
     def _lookup(self, req):
         container = get_name(req, "container")
@@ -121,9 +125,7 @@ class Requests:
         process = get_name(req, "process")
         proc = self.procs.get((container, process))
         if proc is not None:
-            self.unregister(proc)
-            proc.proxies.close()
-            self._set_exited(proc.proxies)
+            self._drop(proc)
         return {"ok": True}
 
     def op_adopt(self, conn, tag, req):
