@@ -55,7 +55,8 @@ class MonitorClient(Watchdog, Recovery):
     @ivar monitor_process: the L{MonitorProcess} if this client started the
         monitor, else None.
     @ivar on_exit: called with each exit notification (a dict with
-        container, process, pid, status, time_ns and maybe unknown).
+        container, process, pid, status, time_ns and maybe unknown); set by
+        L{report_exits_to}.
     @ivar on_lost: called with the reason when the connection is lost other
         than by L{disconnect} (e.g. the monitor died), before the pending
         Deferreds fail with L{MonitorLost}.
@@ -108,7 +109,8 @@ class MonitorClient(Watchdog, Recovery):
         self._recovered_waiters = []
 
     @classmethod
-    def connect(cls, reactor, state_dir, python=sys.executable, idle_exit=None, timeout=10.0, monitor_args=()):
+    def connect(cls, reactor, state_dir, python=sys.executable, idle_exit=None, timeout=10.0, monitor_args=(), *,
+                on_lost=None, survive=False, request_timeout=None, upgrade=False):
         """
         Connect to the monitor of C{state_dir}, starting it if nothing
         answers, and say hello.
@@ -120,12 +122,38 @@ class MonitorClient(Watchdog, Recovery):
         @param timeout: seconds to get a connected, greeted monitor.
         @param monitor_args: more arguments for a monitor we start (see
             L{containerd_tx.monitor_client.hardening.Protection.monitor_args}).
+        @param on_lost: the client's C{on_lost}, set before anything can lose
+            the connection (None: nobody is told).
+        @param survive: the client's C{survive}: a new monitor takes over
+            from one that dies (the caller must be its child subreaper).
+        @param request_timeout: the client's C{timeout} (the watchdog of a
+            silent monitor), set once the client is returned, after any
+            upgrade: the re-execution is not subject to it.
+        @param upgrade: have an older monitor re-execute itself with this
+            code first (see L{upgrade}).
         @return: Deferred firing with a connected L{MonitorClient}, or failing
             with L{MonitorError}.
         """
         return defer.ensureDeferred(
-            cls._connect(reactor, os.path.abspath(state_dir), python, idle_exit, timeout, monitor_args)
+            cls._connect_configured(reactor, os.path.abspath(state_dir), python, idle_exit, timeout, monitor_args,
+                                    on_lost, survive, request_timeout, upgrade)
         )
+
+    @classmethod
+    async def _connect_configured(cls, reactor, state_dir, python, idle_exit, timeout, monitor_args, on_lost,
+                                  survive, request_timeout, upgrade):
+        client = await cls._connect(reactor, state_dir, python, idle_exit, timeout, monitor_args)
+        client.on_lost = on_lost
+        client.survive = survive
+        if upgrade:
+            try:
+                await client.upgrade()
+            except BaseException:
+                client.disconnect()
+                raise
+        # Only now: an upgrade's re-execution must not be cut short by the watchdog of requests.
+        client.timeout = request_timeout
+        return client
 
     @classmethod
     async def _connect(cls, reactor, state_dir, python, idle_exit, timeout, monitor_args=(), into=None,
@@ -315,6 +343,13 @@ class MonitorClient(Watchdog, Recovery):
         Drop a registration without writing an exit record.
         """
         return self._request({"op": "forget", "container": container, "process": process})
+
+    def report_exits_to(self, handler):
+        """
+        From now on each exit notification goes to C{handler} (see L{on_exit}); those that came before it
+        are in their records on disk or in L{exits}, which recovery reads.
+        """
+        self.on_exit = handler
 
     def exit_handled(self, record):
         """

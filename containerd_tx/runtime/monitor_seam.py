@@ -63,10 +63,6 @@ class IMonitor(Interface):
         "Exit records the monitor could not write to disk and kept in memory, as it said when the daemon "
         "connected (recovery reports them, then calls exit_handled for each)."
     )
-    on_exit = Attribute(
-        "Called with each exit record (a dict with container, process, pid, status, time_ns and maybe unknown); "
-        "set once by the daemon to the supervisor's handle_exit."
-    )
 
     def spawn(argv, *, capture=False, stdin=None, stdout=None, stderr=None, env=None, pid_file=None,
               register=None, console_socket=None):
@@ -89,6 +85,14 @@ class IMonitor(Interface):
 
     def adopt(container, process, pid, record_dir):
         """Watch a live pid that is not the monitor's child; its exit status is unknown (255)."""
+
+    def report_exits_to(handler):
+        """
+        From now on each exit record (a dict with container, process, pid, status, time_ns and maybe unknown)
+        goes to C{handler}; records that arrived before have their records on disk or in L{exits}, which
+        recovery reads. Called once, by the supervisor's constructor with its C{handle_exit}: the supervisor
+        needs the monitor to be built, and the monitor's exits need the supervisor.
+        """
 
     def exit_handled(record):
         """An exit record from L{exits} has been handled: the monitor may drop it. Best effort, never fails."""

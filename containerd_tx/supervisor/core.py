@@ -79,8 +79,8 @@ class SupervisorCore(SharedState):
     @param reactor: the reactor (injected; tests use a L{twisted.internet.task.Clock}).
     @param store: L{containerd_tx.state_store.StateStore}.
     @param events: L{containerd_tx.events.EventLog}.
-    @param monitor: the L{containerd_tx.runtime.monitor_seam.IMonitor}; exits arrive through its C{on_exit},
-        which whoever builds the supervisor points at L{handle_exit}.
+    @param monitor: the L{containerd_tx.runtime.monitor_seam.IMonitor}; this constructor has it report
+        exits to L{handle_exit} (its C{report_exits_to}).
     @param runtime_factory: C{name -> IRuntime} for names other than the default (None to refuse them).
     @param default_runtime: the L{IRuntime} used when a request names none.
     @param concurrency: how many runtime starts may run at once.
@@ -104,6 +104,8 @@ class SupervisorCore(SharedState):
         self._mounts = None
         #: container id -> DeferredLock held by an exec, pause or resume of it (see L{_transitions}).
         self._transition_locks = {}
+        # Last, once everything an exit touches exists: the monitor's exits come here from now on.
+        monitor.report_exits_to(self.handle_exit)
 
     # Per-container serialisation.
 

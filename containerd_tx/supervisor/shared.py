@@ -30,8 +30,8 @@ class SharedState:
 
     @ivar store: the L{containerd_tx.state_store.StateStore}.
     @ivar events: the L{containerd_tx.events.EventLog}.
-    @ivar monitor: the L{containerd_tx.runtime.monitor_seam.IMonitor}; the daemon points its C{on_exit} at
-        C{handle_exit}.
+    @ivar monitor: the L{containerd_tx.runtime.monitor_seam.IMonitor}; core's constructor has it report
+        exits to C{handle_exit} (its C{report_exits_to}).
     @ivar metrics: the L{containerd_tx.metrics.registry.Metrics} the timers go to.
     @ivar oom: an L{containerd_tx.oom.OomWatcher}, or None (--no-oom-notify).
     @ivar start_timeout: seconds a runtime start may take before it is killed.

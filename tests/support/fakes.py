@@ -73,7 +73,8 @@ class FakeMonitor:
     def __init__(self, processes=(), exits=(), answer=None):
         self.processes = list(processes)
         self.exits = list(exits)
-        self.on_exit = None
+        #: where L{exit} sends records: set by L{report_exits_to} (the supervisor's constructor).
+        self.exit_handler = None
         self.spawns = []
         self.requests = []
         self.failures = {}
@@ -113,10 +114,14 @@ class FakeMonitor:
         self.requests.append(("exit_handled", record["container"], record["process"], record["pid"]))
         return defer.succeed(None)
 
+    def report_exits_to(self, handler):
+        """Send each exit record from now on to C{handler}."""
+        self.exit_handler = handler
+
     def exit(self, container, process, status, pid=0, **more):
-        """Report an exit as the monitor does: one record to C{on_exit}."""
+        """Report an exit as the monitor does: one record to the handler given to L{report_exits_to}."""
         record = dict(container=container, process=process, pid=pid, status=status, time_ns=0, **more)
-        self.on_exit(record)
+        self.exit_handler(record)
         return record
 
 

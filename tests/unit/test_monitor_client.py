@@ -102,10 +102,10 @@ class MonitorClientTests(unittest.TestCase):
         for watcher in self.watchers:
             await watcher.whenEnded()
 
-    async def connect(self, **kwargs):
+    async def connect(self, cls=MonitorClient, **kwargs):
         kwargs.setdefault("python", PYTHON)
         kwargs.setdefault("idle_exit", 0)
-        client = await MonitorClient.connect(reactor, self.dir, **kwargs)
+        client = await cls.connect(reactor, self.dir, **kwargs)
         self.clients.append(client)
         if client.monitor_process is not None:
             self.watchers.append(client.monitor_process)
@@ -246,14 +246,14 @@ class MonitorClientTests(unittest.TestCase):
 
     async def test_exit_notification(self):
         """
-        A registered process's exit reaches on_exit with the exact status,
-        after its record is on disk.
+        A registered process's exit reaches the handler given to
+        report_exits_to with the exact status, after its record is on disk.
         """
         client = await self.connect()
         exits = []
         seen_record = []
         record = os.path.join(self.dir, "exit-init.json")
-        client.on_exit = lambda e: (exits.append(e), seen_record.append(os.path.exists(record)))
+        client.report_exits_to(lambda e: (exits.append(e), seen_record.append(os.path.exists(record))))
         result = await self.sleeper(client).result
         self.assertEqual(result.status, 0)
         self.assertEqual(proc_table()[result.pid][0], client.monitor_pid)
@@ -270,11 +270,10 @@ class MonitorClientTests(unittest.TestCase):
         After the daemon disconnects, the monitor keeps the process; a new
         client sees it in hello and gets its exit.
         """
-        client = await self.connect()
+        lost = []
+        client = await self.connect(on_lost=lost.append)
         monitor_pid = client.monitor_pid
         pid = (await self.sleeper(client).result).pid
-        lost = []
-        client.on_lost = lost.append
         await client.disconnect()
         self.assertEqual(lost, [])  # a deliberate disconnect is not a loss
         await self.assertFailure(client.forget("c1", "init"), MonitorLost)
@@ -284,7 +283,7 @@ class MonitorClientTests(unittest.TestCase):
         self.assertEqual(described(again.processes), [{"container": "c1", "process": "init", "pid": pid, "tty": False,
                                                        "record_dir": self.dir, "fostered": False}])
         exits = []
-        again.on_exit = exits.append
+        again.report_exits_to(exits.append)
         os.kill(pid, signal.SIGTERM)
         await wait_until(lambda: exits, message="exit notification")
         self.assertEqual(exits[0]["status"], 143)
@@ -294,10 +293,9 @@ class MonitorClientTests(unittest.TestCase):
         When the monitor dies, pending requests and spawns fail with
         MonitorLost and on_lost is called.
         """
-        client = await self.connect()
-        watcher = client.monitor_process
         lost = []
-        client.on_lost = lost.append
+        client = await self.connect(on_lost=lost.append)
+        watcher = client.monitor_process
         os.kill(client.monitor_pid, signal.SIGSTOP)
         pending = client.close_stdin("c1", "init")
         spawn = client.spawn(["/bin/sleep", "30"])
@@ -362,6 +360,85 @@ class MonitorClientTests(unittest.TestCase):
         self.assertEqual([p["container"] for p in other.processes], ["c1"])
         error = await self.assertFailure(other.adopt("c3", "init", 2**22 + 12345, self.dir), MonitorError)
         self.assertIn("is not alive", str(error))
+
+    async def test_connect_defaults(self):
+        """
+        Without the keywords, connect leaves the client as it was: nobody told of a loss, no takeover, no
+        request timeout, no exit handler, and no upgrade asked for.
+        """
+        client = await self.connect(cls=RecordingClient)
+        self.assertEqual((client.on_lost, client.survive, client.timeout, client.on_exit), (None, False, None, None))
+        self.assertEqual(client.upgraded_with, [])
+        self.assertNotIn("start_by_ns", client.sent[-1])
+
+    async def test_connect_configures(self):
+        """
+        connect sets on_lost and survive before the upgrade, and the request timeout only after it: the
+        upgrade (a re-execution) is not subject to the watchdog, the requests after it are.
+        """
+        lost = []
+        client = await self.connect(cls=RecordingClient, on_lost=lost.append, survive=True, request_timeout=2.5,
+                                    upgrade=True)
+        self.assertEqual(client.upgraded_with, [(lost.append, True, None)])
+        self.assertEqual((client.on_lost, client.survive, client.timeout), (lost.append, True, 2.5))
+        self.assertNotIn("start_by_ns", client.sent[-1])  # the hello
+        result = await client.spawn([SH, "-c", "true"], capture=True).result
+        self.assertEqual(result.status, 0)
+        self.assertEqual(client.sent[-1]["op"], "spawn")
+        self.assertIn("start_by_ns", client.sent[-1])
+
+    async def test_connect_upgrade_fails(self):
+        """
+        An upgrade that fails fails the connect, and the client it made is disconnected (nobody else holds it).
+        """
+        made = []
+
+        class Failing(RecordingClient):
+            def __init__(self, *args):
+                super().__init__(*args)
+                made.append(self)
+
+            async def upgrade(self):
+                raise MonitorError("no upgrade today")
+
+        with self.assertRaises(MonitorError):
+            await self.connect(cls=Failing, upgrade=True, request_timeout=2.5)
+        [client] = made
+        if client.monitor_process is not None:
+            self.watchers.append(client.monitor_process)
+        await client._connection.whenLost()
+        self.assertEqual((client._connected, client.timeout), (False, None))
+
+
+class RecordingClient(MonitorClient):
+    """
+    A L{MonitorClient} that records, when L{upgrade} is called, its C{(on_lost, survive, timeout)}, and every
+    message it sends on any of its connections (pings aside).
+    """
+
+    def __init__(self, reactor, connection, state_dir):
+        self.upgraded_with = []
+        self.sent = []
+        super().__init__(reactor, connection, state_dir)
+        self._record(connection)
+
+    def _attach(self, connection):
+        self._record(connection)
+        super()._attach(connection)
+
+    def _record(self, connection):
+        send = connection.send
+
+        def recorded(message):
+            if message.get("op") != "ping":
+                self.sent.append(message)
+            return send(message)
+
+        connection.send = recorded
+
+    async def upgrade(self):
+        self.upgraded_with.append((self.on_lost, self.survive, self.timeout))
+        return await super().upgrade()
 
 
 def _cmdline(pid):

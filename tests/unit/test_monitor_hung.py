@@ -1,7 +1,7 @@
 """
-A stopped (SIGSTOP) monitor: with L{MonitorClient.timeout} set, what waits for it fails with L{MonitorTimeout}
-(a DeadlineExceeded) within the timeout, new calls fail at once while it stays silent, nothing the daemon gave up
-on happens after SIGCONT, and then everything works again.
+A stopped (SIGSTOP) monitor: with L{MonitorClient.timeout} set (connect's C{request_timeout}), what waits for it
+fails with L{MonitorTimeout} (a DeadlineExceeded) within the timeout, new calls fail at once while it stays silent,
+nothing the daemon gave up on happens after SIGCONT, and then everything works again.
 """
 
 import os
@@ -40,8 +40,7 @@ class HungMonitorTests(unittest.TestCase):
         A spawn sent to a stopped monitor fails with MonitorTimeout within the timeout; while the monitor is
         silent new requests fail at once; after SIGCONT the abandoned spawn never runs and new ones work.
         """
-        client = await self.connect()
-        client.timeout = 1.0
+        client = await self.connect(request_timeout=1.0)
         marker = os.path.join(self.dir, "ran")
         self.stop_monitor(client)
         started = reactor.seconds()
@@ -69,8 +68,7 @@ class HungMonitorTests(unittest.TestCase):
         A registered start that the monitor finishes only after the daemon gave up (the monitor was stopped
         while it ran): the started process is killed and not registered, so nothing is left unsupervised.
         """
-        client = await self.connect()
-        client.timeout = 1.0
+        client = await self.connect(request_timeout=1.0)
         pid_file = os.path.join(self.dir, "late.pid")
         go = os.path.join(self.dir, "go")
         os.mkfifo(go)

@@ -277,7 +277,7 @@ class DaemonUpgradeTests(unittest.TestCase):
         [entry] = client.fdstore.sets.values()
         self.assertEqual((entry.pid, sorted(entry.fds)), (pid, ["stdout_dst", "stdout_src"]))
         exits = []
-        client.on_exit = exits.append
+        client.report_exits_to(exits.append)
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while not exits and time.monotonic() < deadline:
@@ -285,6 +285,36 @@ class DaemonUpgradeTests(unittest.TestCase):
 
             await deferLater(reactor, 0.02, lambda: None)
         self.assertEqual([(e["process"], e["status"]) for e in exits], [("init", 137)])
+
+    async def _connect_upgrading(self):
+        from twisted.internet import reactor
+
+        from containerd_tx.monitor_client.client import PROTOCOL
+        from tests.unit.test_monitor_client import RecordingClient
+
+        monitor = Monitor(self, args=("--protocol", "1"))
+        lost = []
+        client = await RecordingClient.connect(reactor, monitor.dir, on_lost=lost.append, survive=True,
+                                               request_timeout=5.0, upgrade=True)
+        self.addCleanup(client.disconnect)
+        self.assertEqual((client.monitor_pid, client.protocol), (monitor.pid, PROTOCOL))
+        # The re-execution was asked for with on_lost and survive set and no request timeout yet.
+        self.assertEqual(client.upgraded_with, [(lost.append, True, None)])
+        ops = [(m["op"], "start_by_ns" in m) for m in client.sent]
+        self.assertEqual(ops, [("hello", False), ("reexec", False), ("hello", False)])
+        self.assertEqual((client.on_lost, client.survive, client.timeout), (lost.append, True, 5.0))
+        await client.close_stdin("nope", "init").addErrback(lambda f: None)
+        self.assertEqual((client.sent[-1]["op"], "start_by_ns" in client.sent[-1]), ("close_stdin", True))
+        self.assertEqual(lost, [])
+
+    def test_connect_upgrades_before_the_request_timeout(self):
+        """
+        connect(upgrade=True), as the daemon calls it, has an older monitor re-execute itself before the request
+        timeout is set: neither the reexec nor the hello after it carries a deadline, the requests after do.
+        """
+        from twisted.internet import defer
+
+        return defer.ensureDeferred(self._connect_upgrading())
 
     def test_newer_daemon_upgrades_older_monitor(self):
         """

@@ -94,12 +94,13 @@ class SupervisorTestCase(TestCase):
         self.supervisor = self.make_supervisor(self.monitor)
 
     def make_supervisor(self, monitor):
-        """A supervisor on this test's state dir, event log and runtime, its exits coming from C{monitor}."""
-        supervisor = Supervisor(self.clock, self.store, self.events, monitor, default_runtime=self.runtime,
-                                sockets_dir=self.sockets_dir, metrics=self.metrics,
-                                machine=Machine(cpus=2, memory=1 << 30), oom=self.oom, start_timeout=7.0)
-        monitor.on_exit = supervisor.handle_exit
-        return supervisor
+        """
+        A supervisor on this test's state dir, event log and runtime, its exits coming from C{monitor} (its
+        constructor says so to the monitor).
+        """
+        return Supervisor(self.clock, self.store, self.events, monitor, default_runtime=self.runtime,
+                          sockets_dir=self.sockets_dir, metrics=self.metrics,
+                          machine=Machine(cpus=2, memory=1 << 30), oom=self.oom, start_timeout=7.0)
 
     def create(self, container_id="web", **fields):
         """Create a container and return it (the create must finish at once)."""
@@ -258,6 +259,23 @@ class ExitTests(SupervisorTestCase):
         self.assertEqual(self.oom.calls, [("watch", "web"), ("check", "web"), ("unwatch", "web")])
         self.assertEqual((self.timer_count(EXIT_PROCESS_TIME), self.timer_count(CONTAINER_DELETE_TIME)), (1, 1))
 
+    def test_constructor_routes_exits(self):
+        """
+        Building a supervisor is all it takes for the monitor's exits to reach it: its constructor calls the
+        monitor's report_exits_to (the daemon sets nothing on either afterwards).
+        """
+        monitor = FakeMonitor()
+        self.assertIsNone(monitor.exit_handler)
+        self.monitor = monitor
+        self.supervisor = Supervisor(self.clock, self.store, self.events, monitor, default_runtime=self.runtime,
+                                     sockets_dir=self.sockets_dir, metrics=self.metrics,
+                                     machine=Machine(cpus=2, memory=1 << 30), oom=self.oom)
+        self.assertEqual(monitor.exit_handler, self.supervisor.handle_exit)
+        self.create()
+        monitor.exit("web", INIT, 3, pid=FIRST_FAKE_PID)
+        self.assertEqual(self.supervisor.list(), [])
+        self.assertEqual(self.event_list()[-1], (EXIT, "web", INIT, 3))
+
     def test_exit_reported_once(self):
         """The same exit record seen twice (notification and disk) is reported once."""
         self.create()
@@ -349,7 +367,8 @@ class ExitTests(SupervisorTestCase):
         self.assertEqual(len(self.runtime.called("delete")), 1)
         self.assertEqual(self.event_list()[-1], (EXIT, "web", INIT, 0))
         # The waits given up leave no unhandled error behind, also once they are collected.
-        self.supervisor = self.monitor.on_exit = None
+        self.monitor.report_exits_to(None)
+        self.supervisor = None
         gc.collect()
         self.assertEqual(self.flushLoggedErrors(), [])
 
