@@ -133,14 +133,16 @@ class ContainerdService(service.MultiService):
 
 
     async def _start(self):
-        self.monitor = await MonitorClient.connect(self.reactor, self.state_dir,
-                                                   monitor_args=self._protection.monitor_args())
-        self.monitor.on_lost = self._monitor_lost
-        self.monitor.survive = self._subreaper
-        # An older monitor re-executes itself in place with this daemon's monitor code (nothing is lost).
-        await self.monitor.upgrade()
-        # A stopped or hung monitor: calls needing it fail with DEADLINE_EXCEEDED within the start timeout.
-        self.monitor.timeout = self.config["start-timeout"]
+        self.monitor = await MonitorClient.connect(
+            self.reactor, self.state_dir, monitor_args=self._protection.monitor_args(),
+            on_lost=self._monitor_lost,
+            survive=self._subreaper,
+            # An older monitor re-executes itself in place with this daemon's monitor code (nothing is lost).
+            upgrade=True,
+            # A stopped or hung monitor: calls needing it fail with DEADLINE_EXCEEDED within the start timeout
+            # (set once any upgrade is done).
+            request_timeout=self.config["start-timeout"],
+        )
         log.info("monitor process {pid} watches the containers", pid=self.monitor.monitor_pid)
         runtime = self._make_runtime(self.config["runtime"], self.config["runtime-path"],
                                      self.config["runtime-args"])
@@ -156,9 +158,7 @@ class ContainerdService(service.MultiService):
             sockets_dir=self.layout.sockets_dir,
             metrics=self.metrics,
             oom=OomWatcher(self.reactor, self._report_oom) if self.config["oom-notify"] else None,
-        )
-        # The monitor was connected first (the runtime drives it): its exits go to the supervisor from now on.
-        self.monitor.on_exit = self.supervisor.handle_exit
+        )  # its constructor has the monitor (connected first: the runtime drives it) report exits to it
         self._register_gauges()
         await self.supervisor.recover()
         for container in list(self.supervisor.containers.values()):
