@@ -92,6 +92,8 @@ class Reaper:
         read without reaping it (WNOWAIT), and it is reaped once its exit record
         is on disk (see L{held_zombies}).
         """
+        if not self.held_zombies and self._reap_in_kernel_order():
+            return
         for _ in range(3):
             children = self._children()
             if children is None:
@@ -103,22 +105,8 @@ class Reaper:
                     info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                 except ChildProcessError:
                     continue
-                if info is None:
-                    continue
-                status = siginfo_status(info)
-                try:
-                    proc = self.procs_by_pid.get(pid)
-                    if proc is not None and pid not in self.spawns and not proc.fostered:
-                        self.held_zombies.add(pid)
-                        self.proc_exited(proc, status, time.time_ns(), zombie=True)
-                        continue
-                    try:
-                        os.waitpid(pid, os.WNOHANG)
-                    except ChildProcessError:
-                        continue
-                    self.child_exited(pid, status, time.time_ns())
-                except Exception as e:
-                    log("internal error handling exit of pid %d: %s: %s" % (pid, type(e).__name__, e))
+                if info is not None:
+                    self._exited(pid, siginfo_status(info))
             # The children file can miss an entry that moved while it was read: look once more.
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -131,6 +119,44 @@ class Reaper:
                 if self.rescan_at is None:
                     self.rescan_at = time.monotonic() + 1.0
                 return
+
+    def _reap_in_kernel_order(self):
+        """
+        The common case, no zombie held: the kernel names the exited children one at a time, each in O(1),
+        where a scan asks every child (O(children) system calls per SIGCHLD, the monitor's main cost with a
+        thousand containers running).
+
+        @return: False when a zombie this monitor holds (or one it failed to reap) hides the ones behind it
+            (then scan).
+        """
+        seen = set()
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return True
+            if info is None:
+                return True
+            if info.si_pid in self.held_zombies or info.si_pid in seen:
+                return False
+            seen.add(info.si_pid)
+            self._exited(info.si_pid, siginfo_status(info))
+
+    def _exited(self, pid, status):
+        """One exited child, still a zombie: a registered process is held, anything else reaped."""
+        try:
+            proc = self.procs_by_pid.get(pid)
+            if proc is not None and pid not in self.spawns and not proc.fostered:
+                self.held_zombies.add(pid)
+                self.proc_exited(proc, status, time.time_ns(), zombie=True)
+                return
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            self.child_exited(pid, status, time.time_ns())
+        except Exception as e:
+            log("internal error handling exit of pid %d: %s: %s" % (pid, type(e).__name__, e))
 
     def release_zombie(self, pid):
         """Reap a registered child held as a zombie until its record was written."""
