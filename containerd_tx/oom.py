@@ -172,9 +172,9 @@ class OomWatcher:
         self.unwatch(container_id)
         try:
             if cgroups.get("memory"):
-                entry = self._watch_v1(container_id, cgroups["memory"])
+                entry = self._watch_v1(container_id, cgroups["memory"], fresh)
             elif cgroups.get(V2):
-                entry = self._watch_v2(container_id, cgroups[V2])
+                entry = self._watch_v2(container_id, cgroups[V2], fresh)
             else:
                 log.warn("No memory cgroup to watch for OOM in container {id}", id=container_id)
                 return False
@@ -251,9 +251,11 @@ class OomWatcher:
 
     # --- cgroup v1 ---
 
-    def _watch_v1(self, container_id, directory):
+    def _watch_v1(self, container_id, directory, fresh=False):
         control = os.path.join(directory, "memory.oom_control")
-        kills = read_counters(control).get("oom_kill", 0)
+        # A fresh cgroup's kills are all its own: no baseline to read, and L{watch}'s check after registering
+        # sees a kill that came before (one read per start instead of three).
+        kills = 0 if fresh else read_counters(control).get("oom_kill", 0)
         efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         try:
             cfd = os.open(control, os.O_RDONLY | os.O_CLOEXEC)
@@ -269,8 +271,9 @@ class OomWatcher:
         entry.reader = _Reader(efd, lambda: self._v1_fired(entry), lambda: self._lost(entry),
                                f"oom-eventfd {container_id}")
         self.reactor.addReader(entry.reader)
-        # An OOM between reading the baseline and registering would signal nothing: look once more.
-        entry.recheck = self.reactor.callLater(0, self._v1_check, entry, 0, False)
+        if not fresh:
+            # An OOM between reading the baseline and registering would signal nothing: look once more.
+            entry.recheck = self.reactor.callLater(0, self._v1_check, entry, 0, False)
         return entry
 
     def _v1_fired(self, entry):
@@ -327,15 +330,16 @@ class OomWatcher:
             self.reactor.addReader(self._inotify_reader)
         return self._inotify_fd
 
-    def _watch_v2(self, container_id, directory):
+    def _watch_v2(self, container_id, directory, fresh=False):
         events = os.path.join(directory, "memory.events")
-        kills = read_counters(events).get("oom_kill", 0)
+        kills = 0 if fresh else read_counters(events).get("oom_kill", 0)
         fd = self._inotify()
         wd = _check(_Libc.get().inotify_add_watch(fd, os.fsencode(events), IN_MODIFY))
         entry = _V2Watch(container_id, directory, wd, kills)
         self._by_wd[wd] = entry
-        # A kill between reading the baseline and adding the watch would notify nothing: look once more.
-        self.reactor.callLater(0, self._v2_check, entry)
+        if not fresh:
+            # A kill between reading the baseline and adding the watch would notify nothing: look once more.
+            self.reactor.callLater(0, self._v2_check, entry)
         return entry
 
     def _v2_readable(self):

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from containerd_tx import layout
-from containerd_tx.layout import write_atomically
+from containerd_tx.layout import rewrite_record, write_atomically
 from containerd_tx.model import Container, Process
 
 log = Logger()
@@ -135,6 +135,8 @@ class OrderedWriter:
             try:
                 _syncfs(self._root)
                 for tmp, path in renames:
+                    if tmp is None:
+                        continue  # rewritten in place
                     try:
                         os.rename(tmp, path)
                     except FileNotFoundError:
@@ -221,15 +223,15 @@ class StateStore:
 
     def save_container(self, container):
         """Write (or rewrite) a container's own record."""
-        return self._write(_write_records, self._records(container.id, container, ()))
+        return self._write(_rewrite_records, self._records(container.id, container, ()))
 
     def save_process(self, container_id, process):
         """Write (or rewrite) one process record of a container."""
-        return self._write(_write_records, self._records(container_id, None, [process]))
+        return self._write(_rewrite_records, self._records(container_id, None, [process]))
 
     def save_started(self, container, process):
         """Rewrite a container's record and one of its processes (after a start), in one go."""
-        return self._write(_write_records, self._records(container.id, container, [process]))
+        return self._write(_rewrite_records, self._records(container.id, container, [process]))
 
     def remove_process(self, container_id, process_id):
         """Forget one process (its record, pid file and exit record)."""
@@ -340,13 +342,18 @@ class StateStore:
         return containers
 
 
-def _write_records(records):
+def _write_records(records, write=write_atomically):
     for directory, name, data in records:
         if name == layout.CONTAINER_RECORD:
             # Only a container's own record makes its folder: a late process record of a removed container
             # fails instead of leaving a folder behind.
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        write_atomically(os.path.join(directory, name), data)
+        write(os.path.join(directory, name), data)
+
+
+def _rewrite_records(records):
+    """L{_write_records} for records that usually exist already: changed in place (see L{rewrite_record})."""
+    _write_records(records, rewrite_record)
 
 
 def _write_records_afresh(directory, records):
@@ -379,7 +386,7 @@ def _unlink(path):
         # A write of this path earlier in the same batch is not renamed into place yet: it must not be, or
         # the file removed here would come back (a process record outliving its process).
         for tmp, target in pending:
-            if target == path:
+            if target == path and tmp is not None:
                 try:
                     os.unlink(tmp)
                 except FileNotFoundError:

@@ -2,6 +2,7 @@
 Tests for L{containerd_tx.layout}: the state dir's paths and the one atomic write.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -157,6 +158,85 @@ class WriteAtomicallyTests(SynchronousTestCase):
         self.assertEqual(renames, [(tmp, self.path), (tmp + "2", self.path + "2")])
         self.assertEqual(self.calls, [])
         self.assertIsNone(layout.pending_renames())
+
+
+class RewriteRecordTests(SynchronousTestCase):
+    """
+    L{layout.rewrite_record}: an existing record of at most a page is changed in place (no new inode), padded
+    so that it still parses; anything else is replaced atomically.
+    """
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.path = os.path.join(self.dir, "container.json")
+        self.synced = []
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            self.synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            return real_fsync(fd)
+
+        self.patch(os, "fsync", fsync)
+
+    def read(self):
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def test_in_place_and_synced(self):
+        """Same inode, the new record readable, synced (outside a batch), no temporary file made."""
+        write_atomically(self.path, json.dumps({"status": "creating", "pid": 0}).encode())
+        inode = os.stat(self.path).st_ino
+        del self.synced[:]
+        layout.rewrite_record(self.path, json.dumps({"status": "running", "pid": 1234}).encode())
+        self.assertEqual(os.stat(self.path).st_ino, inode)
+        self.assertEqual(json.loads(self.read()), {"status": "running", "pid": 1234})
+        self.assertEqual(self.synced, [self.path])
+        self.assertEqual(os.listdir(self.dir), ["container.json"])
+
+    def test_shorter_record_padded(self):
+        """A shorter record is padded with spaces: no stale tail of the old one, and it still parses."""
+        write_atomically(self.path, json.dumps({"labels": ["x" * 100]}).encode())
+        layout.rewrite_record(self.path, b'{"labels":[]}')
+        data = self.read()
+        self.assertEqual(json.loads(data), {"labels": []})
+        self.assertEqual(data.rstrip(b" "), b'{"labels":[]}')
+
+    def test_large_record_replaced(self):
+        """A record over a page is replaced through a new file (one write could be cut by a signal)."""
+        write_atomically(self.path, b"{}")
+        inode = os.stat(self.path).st_ino
+        big = json.dumps({"labels": ["y" * (layout.PAGE_SIZE + 1)]}).encode()
+        layout.rewrite_record(self.path, big)
+        self.assertNotEqual(os.stat(self.path).st_ino, inode)
+        self.assertEqual(self.read(), big)
+
+    def test_missing_record_created(self):
+        layout.rewrite_record(self.path, b'{"a":1}')
+        self.assertEqual(self.read(), b'{"a":1}')
+
+    def test_batch_syncs_in_place_and_keeps_order(self):
+        """
+        In a batch an in-place rewrite is left to the batch's sync (C{(None, path)}); a rewrite of a path whose
+        rename is still pending goes behind that rename, so the newest data wins.
+        """
+        write_atomically(self.path, b'{"v":0}')
+        other = os.path.join(self.dir, "process-init.json")
+        layout.begin_batch()
+        try:
+            layout.rewrite_record(self.path, b'{"v":1}')
+            write_atomically(other, b'{"p":1}')
+            layout.rewrite_record(other, b'{"p":2}')
+        finally:
+            renames = layout.end_batch()
+        tmp = os.path.join(self.dir, ".tmp-process-init.json")
+        self.assertEqual(renames, [(None, self.path), (tmp, other), (tmp, other)])
+        self.assertEqual(json.loads(self.read()), {"v": 1})
+        for source, target in renames:
+            if source is not None and os.path.exists(source):
+                os.rename(source, target)
+        with open(other, "rb") as f:
+            self.assertEqual(json.loads(f.read()), {"p": 2})
 
 
 class StandardLibraryOnlyTests(SynchronousTestCase):

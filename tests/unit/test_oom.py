@@ -4,6 +4,7 @@ C{memory.oom_control}, and cgroup v2 with real inotify on a fake C{memory.events
 L{MemoryReactorClock}. Real OOM kills are in tests.integration.test_oom_real.
 """
 
+import builtins
 import os
 import shutil
 
@@ -148,6 +149,32 @@ class V1Tests(WatcherTestCase):
         self.write(self.control, oom_control(3))
         self.reactor.advance(0)
         self.assertEqual(self.reports, ["box"])
+
+    def test_fresh_watch_registers_then_reads_once(self):
+        """
+        A fresh container's watch reads memory.oom_control once, after registering (so no kill can fall
+        between), with nothing left scheduled; a kill counted before it is reported at once.
+        """
+        directory = os.path.join(self.root, "memory", "fresh")
+        os.makedirs(directory)
+        control = os.path.join(directory, "memory.oom_control")
+        self.write(control, oom_control(1))
+        event_control = os.path.join(directory, "cgroup.event_control")
+        self.write(event_control, "")
+        opened = []
+        real_open = builtins.open
+
+        def recording_open(path, *args, **kwargs):
+            if path == control:
+                with real_open(event_control) as f:
+                    opened.append(bool(f.read()))  # registered already?
+            return real_open(path, *args, **kwargs)
+
+        self.patch(builtins, "open", recording_open)
+        self.assertTrue(self.watcher.watch("fresh", {"memory": directory}, fresh=True))
+        self.assertEqual(opened, [True])
+        self.assertEqual(self.reports, ["fresh"])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_unwatch_closes(self):
         reader = self.reader()

@@ -166,6 +166,19 @@ class DurabilityOrderTests(SynchronousTestCase):
             with open(path, "rb") as f:
                 self.assertEqual(f.read(), path[-6:].encode())
 
+    def test_ordered_writer_syncs_a_record_rewritten_in_place(self):
+        """A batch that only rewrote records in place (no rename) is still synced before it is reported done."""
+        path = os.path.join(self.dir, "container.json")
+        write_atomically(path, b'{"status":"creating"}')
+        del self.calls[:]
+        writer = state_store.OrderedWriter(_CallNow(), self.dir)
+        done = defer.Deferred()
+        writer._commit([(layout.rewrite_record, (path, b'{"status":"running"}'), done)])
+        self.assertEqual([call[0] for call in self.calls], ["syncfs", "syncfs"])
+        self.assertIsNone(self.successResultOf(done))
+        with open(path, "rb") as f:
+            self.assertEqual(json.loads(f.read()), {"status": "running"})
+
     def test_ordered_writer_files_complete_when_synced(self):
         seen = []
         self.patch(state_store, "_syncfs", lambda root: seen.append(sorted(
