@@ -107,6 +107,20 @@ class EventPidTests(LifecycleTestCase):
             self.assertEqual(event.pid, "", kind)
 
 
+class CreateResponseTests(LifecycleTestCase):
+    """CreateContainer answers the container with its init, without pids, as 0.2.9 does; State lists them."""
+
+    def test_no_pids_in_create_response_pids_in_state(self):
+        quiet = unique_id("quiet")
+        container = self.start(quiet, "sleep", "1000")
+        (init,) = container.processes
+        self.assertEqual((container.id, init.pid, container.status), (quiet, "init", "running"))
+        self.assertGreater(init.systemPid, 0)
+        self.assertEqual(list(container.pids), [])
+        (listed,) = self.daemon.stub.State(pb.StateRequest(id=quiet), timeout=30).containers
+        self.assertEqual(list(listed.pids), [init.systemPid])
+
+
 class SignalRacingExitTests(LifecycleTestCase):
     """A Signal that loses the race with an exit says so in the words Docker looks for."""
 
