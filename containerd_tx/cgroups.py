@@ -37,9 +37,11 @@ def process_cgroups(pid, mounts, proc="/proc"):
     @raise OSError: when the process is gone.
     """
     paths = {}
-    with open(os.path.join(proc, str(pid), "cgroup")) as f:
-        for line in f:
-            _, subsystems, path = line.rstrip("\n").split(":", 2)
+    with open(os.path.join(proc, str(pid), "cgroup"), "rb") as f:
+        text = f.read().decode()
+    for line in text.splitlines():
+        if line:
+            _, subsystems, path = line.split(":", 2)
             names = subsystems.split(",") if subsystems else [V2]
             for name in names:
                 mount_point = mounts.get(name)
