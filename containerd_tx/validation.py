@@ -49,6 +49,10 @@ def validate_id(value, what="container id"):
     return value
 
 
+#: The largest config.json accepted.
+CONFIG_LIMIT = 16 * 1024 * 1024
+
+
 def load_bundle_config(bundle):
     """
     Check that C{bundle} is an absolute directory with a valid config.json and return the parsed config.
@@ -64,12 +68,14 @@ def load_bundle_config(bundle):
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            raw = f.read(16 * 1024 * 1024 + 1)
+            # Read what the file holds (a read of the limit would allocate 16 MiB for every create).
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(min(size, CONFIG_LIMIT) + 1 if size else CONFIG_LIMIT + 1)
     except FileNotFoundError:
         raise InvalidArgument(f"bundle {bundle} has no config.json")
     except OSError as e:
         raise InvalidArgument(f"cannot read {path}: {e.strerror}")
-    if len(raw) > 16 * 1024 * 1024:
+    if len(raw) > CONFIG_LIMIT:
         raise InvalidArgument(f"{path} is larger than 16 MiB")
     if not raw.strip():
         raise InvalidArgument(f"{path} is empty")
