@@ -70,9 +70,10 @@ base64 strings (standard alphabet, padded).  All paths must be absolute.
   exit whose record is kept in memory; drop it.
 - C{{"op":"spawn","argv":[abs, ...],"env":{..}|null,"capture":bool,
   "stdin","stdout","stderr","pid_file","console_socket": path|null,
-  "register":{"container","process","record_dir"}|null}}
-  -> event C{{"event":"spawned","tag":N,"spawn_pid":P}} right after the spawn,
-  then, when the command has exited, C{{"status":S,"stdout":b64,"stderr":b64,
+  "register":{"container","process","record_dir"}|null, "announce":bool}}
+  -> event C{{"event":"spawned","tag":N,"spawn_pid":P}} right after the spawn
+  (unless C{announce} is false: the daemon's runtime commands need only the
+  reply, and a message less per start is CPU saved on both sides), then, when the command has exited, C{{"status":S,"stdout":b64,"stderr":b64,
   "pid":P|null}} (stdout/stderr are "" unless captured).
   C{capture} gives the child /dev/null as stdin and pipes as stdout/stderr
   (16 MiB kept each, the excess dropped); otherwise the child gets the stdio

@@ -44,11 +44,11 @@ def read_pid_file(path):
     return pid
 
 
-class SpawnRequest(namedtuple("SpawnRequest", "argv env capture paths register name")):
+class SpawnRequest(namedtuple("SpawnRequest", "argv env capture paths register name announce")):
     """
     A checked C{spawn} request: C{argv}, C{env} (a dict), C{capture} (a bool), C{paths} (each of
-    L{SPAWN_PATHS} to a path or None), C{register} (a L{layout.Registration} or None), and the C{name} of
-    the spawn in logs.
+    L{SPAWN_PATHS} to a path or None), C{register} (a L{layout.Registration} or None), the C{name} of
+    the spawn in logs, and whether to C{announce} it (a C{spawned} event) before the reply.
     """
 
     __slots__ = ()
@@ -80,6 +80,9 @@ def parse_spawn(req, tag, environ):
     capture = req.get("capture", False)
     if not isinstance(capture, bool):
         raise BadRequest("capture must be a boolean")
+    announce = req.get("announce", True)
+    if not isinstance(announce, bool):
+        raise BadRequest("announce must be a boolean")
     paths = {key: get_str(req, key, optional=True, path=True) for key in SPAWN_PATHS}
     register = req.get("register")
     if register is not None:
@@ -95,7 +98,7 @@ def parse_spawn(req, tag, environ):
         name = "%s/%s" % (register.container, register.process)
     else:
         name = "spawn %d" % (tag,)
-    return SpawnRequest(argv, env, capture, paths, register, name)
+    return SpawnRequest(argv, env, capture, paths, register, name, announce)
 
 
 def parse_expiry(req):
@@ -223,7 +226,8 @@ class Spawner:
                 close_quietly(fd)
         self.spawns[job.pid] = job
         self.spawn_tags[(conn.serial, tag)] = job
-        conn.send({"event": "spawned", "tag": tag, "spawn_pid": job.pid})
+        if request.announce:
+            conn.send({"event": "spawned", "tag": tag, "spawn_pid": job.pid})
         return None  # the reply comes when the command has exited
 
     def _child_stdio(self, job, request, to_close):

@@ -270,6 +270,7 @@ class MonitorClient(Watchdog, Recovery):
         pid_file=None,
         register=None,
         console_socket=None,
+        announce=True,
     ):
         """
         Have the monitor run C{argv} (C{argv[0]} an absolute path).
@@ -282,6 +283,9 @@ class MonitorClient(Watchdog, Recovery):
             the pid from C{pid_file} as that process.
         @param console_socket: path on which the runtime sends a pty master;
             then C{stdin}/C{stdout} feed the terminal.
+        @param announce: False when nobody waits for the spawn's C{started}:
+            the monitor sends no C{spawned} event, and C{started} fires with
+            None once the command has ended.
         @return: a L{Spawn}.
         """
         message = {
@@ -296,6 +300,8 @@ class MonitorClient(Watchdog, Recovery):
             "register": None if register is None else dict(register),
             "console_socket": console_socket,
         }
+        if not announce:
+            message["announce"] = False
         if self.recovering:
             spawn = Spawn(self, None)
             self._queued.append((message, spawn))

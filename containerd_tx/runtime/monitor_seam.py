@@ -65,7 +65,7 @@ class IMonitor(Interface):
     )
 
     def spawn(argv, *, capture=False, stdin=None, stdout=None, stderr=None, env=None, pid_file=None,
-              register=None, console_socket=None):
+              register=None, console_socket=None, announce=True):
         """
         Run C{argv} (C{argv[0]} an absolute path).
 
@@ -74,6 +74,8 @@ class IMonitor(Interface):
         @param register: C{dict(container=, process=, record_dir=)}: watch the pid from C{pid_file} as that
             process and report its exit.
         @param console_socket: path on which the runtime sends a pty master; then stdin/stdout feed it.
+        @param announce: False when nobody waits for C{started} (it then fires with None at the end): the
+            monitor sends one message less.
         @return: an L{ISpawn}.
         """
 

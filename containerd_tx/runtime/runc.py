@@ -163,6 +163,7 @@ class RuncRuntime:
                 pid_file=pid_file,
                 register=register.to_wire(),
                 console_socket=console_socket,
+                announce=False,  # only the reply matters here: one message less per start
             )
             timed_out = []
             timer = None
@@ -210,7 +211,7 @@ class RuncRuntime:
         argv = self._argv(global_args, *command)
         started = self._reactor.seconds()
         try:
-            result = yield self._spawner.spawn(argv, capture=True).result
+            result = yield self._spawner.spawn(argv, capture=True, announce=False).result
         finally:
             self._debug(argv, started)
         if result.status != 0:

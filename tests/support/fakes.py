@@ -81,10 +81,11 @@ class FakeMonitor:
         self.answer = answer
 
     def spawn(self, argv, *, capture=False, stdin=None, stdout=None, stderr=None, env=None, pid_file=None,
-              register=None, console_socket=None):
+              register=None, console_socket=None, announce=True):
         """Record the command; the test (or L{answer}) finishes it."""
         spawn = FakeSpawn(argv, dict(capture=capture, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
-                                     pid_file=pid_file, register=register, console_socket=console_socket))
+                                     pid_file=pid_file, register=register, console_socket=console_socket,
+                                     announce=announce))
         self.spawns.append(spawn)
         if self.answer is not None:
             self.answer(spawn)

@@ -220,6 +220,16 @@ class MonitorClientTests(unittest.TestCase):
         result = await spawn.result
         self.assertEqual(result, SpawnResult(7, b"out\xff", b"err\n", None))
 
+    async def test_spawn_unannounced(self):
+        """
+        C{announce=False}: the monitor says nothing until the command ends; C{started} then fires with None,
+        and the result is the same.
+        """
+        client = await self.connect()
+        spawn = client.spawn([SH, "-c", "printf out; exit 7"], capture=True, announce=False)
+        self.assertIsNone(await spawn.started)
+        self.assertEqual(await spawn.result, SpawnResult(7, b"out", b"", None))
+
     async def test_spawn_failure(self):
         """
         A spawn the monitor cannot start fails with its message; C{started}

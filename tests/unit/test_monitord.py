@@ -430,6 +430,18 @@ class MonitordTests(unittest.TestCase):
             spawned = self.client.event(event="spawned", tag=tag)
             self.assertIsInstance(spawned["spawn_pid"], int)
 
+    def test_unannounced_spawn(self):
+        """
+        With C{announce} false only the reply comes (with the exact status): no C{spawned} event before it,
+        where it would have been sent. A non-boolean C{announce} is refused.
+        """
+        tag = self.client.send("spawn", argv=[SH, "-c", "exit 7"], capture=False, announce=False)
+        reply = self.client.reply(tag)
+        self.assertEqual((reply["ok"], reply["status"]), (True, 7))
+        self.assertEqual([e for e in self.client.events if e.get("event") == "spawned"], [])
+        refused = self.client.spawn([SH, "-c", "exit 0"], announce="no")
+        self.assertEqual((refused["ok"], refused["error"]), (False, "bad request: announce must be a boolean"))
+
     def test_capture(self):
         """
         Captured stdout and stderr come back byte-exact (base64).

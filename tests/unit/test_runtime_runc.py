@@ -82,7 +82,7 @@ class StartTests(RuncTestCase):
                                       self.log_file, "--log-format", "json", "run", "-d", "--bundle",
                                       "/bundles/c1", "--pid-file", pid_file, "c1"])
         self.assertEqual(spawn.options, dict(capture=False, stdin="/in", stdout="/out", stderr=None, env=None,
-                                             pid_file=pid_file, console_socket=None,
+                                             pid_file=pid_file, console_socket=None, announce=False,
                                              register={"container": "c1", "process": "init",
                                                        "record_dir": self.work}))
         self.assertNoResult(d)
