@@ -34,7 +34,9 @@ What it does
   every second, and dropped once written, once the daemon says C{exit_handled},
   or when its folder is gone (the container was removed).  Status: the exit code, or 128 + signal number.  Exit statuses
   of unknown children (4096 newest) are kept, so a registered process that
-  exited before its pid file was read still gets its true status.
+  exited before its pid file was read still gets its true status.  Exited
+  children are found one at a time with waitid(P_ALL, WNOWAIT), O(1) each;
+  only while a held zombie hides the others is every child asked (a scan).
 - Survives the daemon; accepts one daemon connection at a time (a new one
   replaces the old one).
 - Exits on its own after C{--idle-exit} seconds (default 5, 0: never) with no

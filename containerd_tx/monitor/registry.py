@@ -17,6 +17,11 @@ from containerd_tx.monitor.reaping import exit_status, read_proc_stat
 
 #: Status reported when a watched (adopted) process's status is unknown.
 UNKNOWN_STATUS = 255
+#: Seconds a registered process may stay the child of a runtime's helper (see L{Registry.resolve}) before it
+#: is watched as a stranger, its status then unknown.
+HELPER_WAIT_SECONDS = 10.0
+#: How many parents up a registered process's parent may be from the monitor to count as a runtime's helper.
+HELPER_DEPTH = 8
 
 
 class Proc:
@@ -31,6 +36,9 @@ class Proc:
         self.record_dir = record_dir
         self.proxies = proxies
         self.pidfd = None
+        #: a pidfd of the runtime's helper that is still its parent, and when to stop waiting for it.
+        self.helper_pidfd = None
+        self.helper_deadline = None
         #: not our child: a process a dead monitor left, reaped by the daemon (its subreaper), which tells us
         #: with C{ended}; we only move its stdio.
         self.fostered = fostered
@@ -124,6 +132,7 @@ class Registry:
         if proc.pidfd is not None:
             self.loop.close(proc.pidfd)
             proc.pidfd = None
+        self._stop_waiting_for_helper(proc)
 
     def resolve(self, proc):
         """
@@ -148,6 +157,8 @@ class Registry:
             # e.g. its own parent reaped it: the status is lost
             log("%s/%s: pid %d vanished before registration" % (proc.container, proc.process, proc.pid))
             self.proc_exited(proc, UNKNOWN_STATUS, time.time_ns(), unknown=True)
+        elif proc.helper_deadline is None and self._wait_for_helper(proc, stat.ppid):
+            return
         else:
             log("%s/%s: pid %d is not our child; watching it" % (proc.container, proc.process, proc.pid))
             try:
@@ -156,6 +167,68 @@ class Registry:
                 self.proc_exited(proc, UNKNOWN_STATUS, time.time_ns(), unknown=True)
                 return
             self.loop.add_reader(proc.pidfd, lambda: self._on_pidfd(proc))
+
+    def _wait_for_helper(self, proc, parent):
+        """
+        A runtime may leave the process it started with a helper of its own for a moment after it exits:
+        crun's C{run -d} forks twice, and the helper that cloned the init can outlive crun. The helper is our
+        descendant, so once it is gone the process is our child (alive, or a zombie with its true status): wait
+        for that instead of watching a stranger with its status unknown. That is what lets crun start a
+        container in one step.
+
+        @return: False when C{parent} is not a descendant of this monitor (or cannot be watched).
+        """
+        ancestor = parent
+        for _ in range(HELPER_DEPTH):
+            stat = read_proc_stat(ancestor)
+            if stat is None:
+                return False
+            if stat.ppid == self.pid:
+                break
+            ancestor = stat.ppid
+        else:
+            return False
+        try:
+            proc.helper_pidfd = os.pidfd_open(parent)
+        except OSError:
+            return False
+        proc.helper_deadline = time.monotonic() + HELPER_WAIT_SECONDS
+        self.helper_waits.add(proc)
+        self.loop.add_reader(proc.helper_pidfd, lambda: self._helper_gone(proc))
+        return True
+
+    def _helper_gone(self, proc):
+        if proc.helper_pidfd is None or not select.select([proc.helper_pidfd], [], [], 0)[0]:
+            return
+        self._stop_waiting_for_helper(proc)
+        # Its parent exited (or it was our descendant's in turn): look again, with a fresh wait allowed.
+        proc.helper_deadline = None
+        self.resolve(proc)
+
+    def _stop_waiting_for_helper(self, proc):
+        self.helper_waits.discard(proc)
+        if proc.helper_pidfd is not None:
+            self.loop.close(proc.helper_pidfd)
+            proc.helper_pidfd = None
+
+    def expire_helper_waits(self):
+        """
+        Watch as strangers the processes whose runtime helper outlived L{HELPER_WAIT_SECONDS}.
+
+        @return: seconds until the next deadline, or None.
+        """
+        now = time.monotonic()
+        soonest = None
+        for proc in list(self.helper_waits):
+            if proc.helper_deadline <= now:
+                log("%s/%s: pid %d is still its runtime helper's child after %gs" % (
+                    proc.container, proc.process, proc.pid, HELPER_WAIT_SECONDS))
+                self._stop_waiting_for_helper(proc)
+                self.resolve(proc)
+            else:
+                wait = proc.helper_deadline - now
+                soonest = wait if soonest is None else min(soonest, wait)
+        return soonest
 
     def _on_pidfd(self, proc):
         if proc.pidfd is None or not select.select([proc.pidfd], [], [], 0)[0]:

@@ -83,6 +83,8 @@ class Monitor(Requests, Spawner, Handover, Registry, ExitRecords, Reaper):
         #: on disk: a monitor killed before that leaves them to the daemon (its subreaper), which reaps them
         #: with their true status.
         self.held_zombies = set()
+        #: registered processes still the children of their runtime's helper (see L{Registry.resolve}).
+        self.helper_waits = set()
         self.rescan_at = None
         self.protocol = PROTOCOL
         self.args = []
@@ -236,6 +238,10 @@ class Monitor(Requests, Spawner, Handover, Registry, ExitRecords, Reaper):
             retry = self.retry_unwritten()
             if retry is not None:
                 timeout = retry if timeout is None else min(timeout, retry)
+            if self.helper_waits:
+                wait = self.expire_helper_waits()
+                if wait is not None:
+                    timeout = wait if timeout is None else min(timeout, wait)
             if self.rescan_at is not None:
                 wait = self.rescan_at - time.monotonic()
                 if wait <= 0:

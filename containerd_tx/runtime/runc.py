@@ -27,10 +27,6 @@ class CheckpointFailed(FailedPrecondition):
     """CRIU could not dump the container in its present state; the container is left as it was."""
 
 
-#: crun wrappers whose `run -d --pid-file` returns only once the init is the caller's (the monitor's) child.
-ONE_STEP_CRUN = frozenset({"crun-hybrid"})
-
-
 @implementer(IRuntime)
 class RuncRuntime:
     """
@@ -57,11 +53,6 @@ class RuncRuntime:
         self.max_starts_in_flight = 0
         #: Log every command line run, with its duration (--debug).
         self.debug = debug
-        #: crun's `run -d` returns while the init may still be the child of a short-lived helper of crun's, so
-        #: the monitor could look for it before it is reparented and lose its exit status; `create` then
-        #: `start` makes the monitor the init's parent before it runs. contrib/crun-hybrid's `run -d` returns
-        #: only once the init has left that helper, so it starts in one step (see L{ONE_STEP_CRUN}).
-        self.two_step_start = name.startswith("crun") and name not in ONE_STEP_CRUN
 
     def _argv(self, global_args, *command):
         args = self._global_args + list(global_args)
@@ -75,24 +66,17 @@ class RuncRuntime:
             console_socket=None, timeout=None):
         register = Registration(*register)
         pid_file, log_file = register.pid_file, register.runtime_log
-        subcommand = ["create"] if self.two_step_start else ["run", "-d"]
-        command = ["--log", log_file, "--log-format", "json", *subcommand, "--bundle", bundle,
+        # One step for every runtime: crun's `run -d` can return while the init is still the child of crun's
+        # short-lived helper, and the monitor waits for that helper to go before it reads the init's status.
+        command = ["--log", log_file, "--log-format", "json", "run", "-d", "--bundle", bundle,
                    "--pid-file", pid_file]
         if no_pivot_root:
             command.append("--no-pivot")
         if console_socket:
             command += ["--console-socket", console_socket]
         command.append(container_id)
-        started = self._start(self._argv(global_args, *command), process_stdio, pid_file, log_file, register,
-                              console_socket, timeout)
-        if self.two_step_start:
-            started.addCallback(self._start_created, container_id, global_args)
-        return started
-
-    @defer.inlineCallbacks
-    def _start_created(self, pid, container_id, global_args):
-        yield self._call(global_args, "start", container_id, container_id=container_id)
-        return pid
+        return self._start(self._argv(global_args, *command), process_stdio, pid_file, log_file, register,
+                           console_socket, timeout)
 
     def exec(self, container_id, process_json_path, process_stdio, register, global_args=(),
              console_socket=None, timeout=None):

@@ -593,6 +593,67 @@ class MonitordTests(unittest.TestCase):
         self.assertEqual([n for n in os.listdir(self.dir) if layout.is_temp(n)], [])
         self.assertEqual(described(self.client.request("hello")["processes"]), [])
 
+    def register_through_helper(self, process, init_code):
+        """
+        Register a process started the way crun's C{run -d} starts one: the spawned command forks a helper,
+        the helper forks the process (running C{init_code} in Python), writes the pid file and outlives the
+        command until the test opens the returned gate (a FIFO). Returns C{(pid, gate)}.
+        """
+        pid_file = os.path.join(self.dir, process + ".pid")
+        gate = mkfifo(self.dir, process + ".gate")
+        runtime = (
+            "import os, sys, time\n"
+            "pid_file, gate, code = sys.argv[1:4]\n"
+            "if os.fork() == 0:\n"
+            "    init = os.fork()\n"
+            "    if init == 0:\n"
+            "        exec(code)\n"
+            "        os._exit(0)\n"
+            "    with open(pid_file + '.tmp', 'w') as f:\n"
+            "        f.write(str(init))\n"
+            "    os.rename(pid_file + '.tmp', pid_file)\n"
+            "    with open(gate) as f:\n"
+            "        f.read()\n"
+            "    os._exit(0)  # the helper ends without reaping the process\n"
+            "while not os.path.exists(pid_file):\n"
+            "    time.sleep(0.001)\n"
+        )
+        reply = self.client.spawn(
+            [PYTHON, "-S", "-c", runtime, pid_file, gate, init_code],
+            pid_file=pid_file,
+            register={"container": "c1", "process": process, "record_dir": self.dir},
+        )
+        self.assertEqual((reply["ok"], reply.get("status")), (True, 0), reply)
+        return reply["pid"], gate
+
+    def open_gate(self, gate):
+        with open(gate, "w"):
+            pass
+
+    def test_exit_while_runtime_helper_is_parent(self):
+        """
+        A process that exits while its runtime's helper is still its parent (a zombie the helper does not
+        reap) gets its true status once the helper is gone, not the unknown 255: the monitor waits for the
+        helper instead of watching a stranger.
+        """
+        pid, gate = self.register_through_helper("init", "os._exit(7)")
+        hello = self.client.request("hello")
+        self.assertEqual([p["pid"] for p in hello["processes"]], [pid])
+        self.assertEqual([e for e in self.client.events if e.get("event") == "exit"], [])
+        self.open_gate(gate)
+        event = self.client.event(event="exit", process="init")
+        self.assertEqual((event["pid"], event["status"], event.get("unknown", False)), (pid, 7, False))
+        self.assertEqual(self.read_record("init")["status"], 7)
+
+    def test_alive_after_runtime_helper_is_gone(self):
+        """A process that outlives its runtime's helper is the monitor's child afterwards: its exit is exact."""
+        pid, gate = self.register_through_helper("init", "import signal; signal.pause()")
+        self.open_gate(gate)
+        wait_for(lambda: proc_table()[pid][0] == self.monitor.pid, message="the process to be reparented")
+        os.kill(pid, signal.SIGTERM)
+        event = self.client.event(event="exit", process="init")
+        self.assertEqual((event["pid"], event["status"], event.get("unknown", False)), (pid, 143, False))
+
     def test_fast_exit_before_registration(self):
         """
         A registered process that exited (and was reaped as an unknown child)

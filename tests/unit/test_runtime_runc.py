@@ -195,25 +195,22 @@ class StartTests(RuncTestCase):
         self.assertEqual(self.failureResultOf(d, FailedPrecondition).value.message, "cannot start container c1: no")
 
 
-class TwoStepTests(RuncTestCase):
+class CrunOneStepTests(RuncTestCase):
     """
-    crun starts in two steps (create, then start), so that the monitor is the init's parent before it runs.
+    crun starts in one step (`run -d`) like runc: the monitor waits for crun's short-lived helper to leave the
+    init before it reads the init's status.
     """
 
     name = "crun"
 
-    def test_create_then_start(self):
+    def test_run_detached(self):
         d = self.runtime.run("c1", "/b", (None, None, None), self.register())
-        create = self.last_spawn()
-        self.assertIn("create", create.argv)
-        self.assertNotIn("-d", create.argv)
-        create.finish(0, pid=55)
-        start = self.last_spawn()
-        self.assertEqual(start.argv, [BINARY, "--root", ROOT, "--systemd-cgroup", "start", "c1"])
-        self.assertTrue(start.options["capture"])
-        self.assertNoResult(d)
-        start.finish(0)
+        run = self.last_spawn()
+        self.assertEqual(run.argv[run.argv.index("json") + 1:run.argv.index("json") + 3], ["run", "-d"])
+        self.assertNotIn("create", run.argv)
+        run.finish(0, pid=55)
         self.assertEqual(self.successResultOf(d), 55)
+        self.assertEqual(len(self.monitor.spawns), 1)
 
 
 class CommandTests(RuncTestCase):
