@@ -1189,3 +1189,50 @@ class StandardLibraryOnlyTests(unittest.TestCase):
         )
         out = subprocess.run([PYTHON, "-S", "-c", code], check=True, capture_output=True, text=True)
         self.assertEqual(out.stdout.strip(), "['containerd_tx']")
+
+
+class HelperWaitTests(unittest.TestCase):
+    """
+    The monitor's wait for a runtime's helper (in process): while a registered process is the child of a
+    descendant of the monitor it waits on that helper's pidfd, and a helper that outlives
+    C{HELPER_WAIT_SECONDS} makes the monitor watch the process as a stranger instead (status unknown).
+    """
+
+    def setUp(self):
+        from containerd_tx.monitor import registry, server
+        self.registry = registry
+        self.monitor = server.Monitor(self.mktemp(), idle_exit=0)
+        self.addCleanup(self.monitor.loop.selector.close)
+        # The helper is this test process's child, as crun's helper is the monitor's once crun has exited.
+        self.helper = subprocess.Popen(
+            [PYTHON, "-S", "-c", "import os, time\nchild = os.fork()\nif child == 0:\n    time.sleep(60)\n"
+             "    os._exit(0)\nprint(child, flush=True)\ntime.sleep(60)\n"],
+            stdout=subprocess.PIPE)
+        self.init_pid = int(self.helper.stdout.readline())
+        self.addCleanup(self.stop)
+        self.proc = registry.Proc("c1", "init", self.init_pid, "/nonexistent", None)
+        self.monitor.procs[self.proc.key] = self.proc
+        self.monitor.procs_by_pid[self.init_pid] = self.proc
+
+    def stop(self):
+        for pid in (self.init_pid, self.helper.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.helper.wait()
+        self.helper.stdout.close()
+        self.monitor.unregister(self.proc)
+
+    def test_waits_for_the_helper_then_watches_a_stranger(self):
+        self.monitor.resolve(self.proc)
+        self.assertIn(self.proc, self.monitor.helper_waits)
+        self.assertIsNotNone(self.proc.helper_pidfd)
+        self.assertIsNone(self.proc.pidfd)
+        wait = self.monitor.expire_helper_waits()
+        self.assertTrue(0 < wait <= self.registry.HELPER_WAIT_SECONDS)
+        self.proc.helper_deadline = time.monotonic() - 1
+        self.assertIsNone(self.monitor.expire_helper_waits())
+        self.assertEqual(self.monitor.helper_waits, set())
+        self.assertIsNone(self.proc.helper_pidfd)
+        self.assertIsNotNone(self.proc.pidfd)  # watched as a stranger now
