@@ -107,32 +107,45 @@ def daemon_round(daemon, bundle, n, concurrency, tag, from_burst):
     cpu = CpuWindow.delta(before, window.sample())
     # Teardown through the API: SIGKILL every init and wait until the daemon has forgotten them all.
     events = stub.Events(pb.EventsRequest())
-    exited = set()
+    exited = {}
     done = threading.Event()
 
     def watch():
         try:
             for event in events:
                 if event.type == "exit" and event.id.startswith(tag + "-"):
-                    exited.add(event.id)
+                    exited[event.id] = event.status
                     if len(exited) == n:
                         done.set()
                         return
         except grpc.RpcError:
             pass
 
+    def kill(i):
+        try:
+            stub.Signal(pb.SignalRequest(id=f"{tag}-{i}", pid="init", signal=9), timeout=60)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            gone.append(f"{tag}-{i}")  # it exited before the kill: reported below, never hidden
+
+    gone = []
+
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     time.sleep(0.2)
     down_start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=min(concurrency, 100)) as pool:
-        list(pool.map(lambda i: stub.Signal(pb.SignalRequest(id=f"{tag}-{i}", pid="init", signal=9), timeout=60),
-                      range(n)))
+        list(pool.map(kill, range(n)))
     done.wait(300)
     while stub.State(pb.StateRequest(), timeout=60).containers:
         time.sleep(0.05)
     teardown = time.perf_counter() - down_start
     events.cancel()
+    if gone:
+        statuses = sorted({exited.get(container_id) for container_id in gone}, key=str)
+        print(f"bench: WARNING: {len(gone)} of {n} containers had exited before the teardown killed them "
+              f"(exit statuses {statuses}); e.g. {gone[0]}", flush=True)
     return wall, durations, teardown, cpu
 
 
