@@ -95,16 +95,15 @@ class RegistrationTests(SynchronousTestCase):
                          {"container": "c1", "process": "init", "record_dir": "/r"})
 
 
-class WriteAtomicallyTests(SynchronousTestCase):
-    """
-    L{write_atomically}: mode, temporary name, durability and clean-up (the daemon's batches are tested with
-    L{containerd_tx.state_store.OrderedWriter}).
-    """
+class SyncRecordingCase(SynchronousTestCase):
+    """A temp folder with C{self.path} (named C{record_name}) in it; C{self.calls} lists the paths fsynced."""
+
+    record_name = "exit-init.json"
 
     def setUp(self):
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.path = os.path.join(self.dir, "exit-init.json")
+        self.path = os.path.join(self.dir, self.record_name)
         self.calls = []
         real_fsync = os.fsync
 
@@ -113,6 +112,13 @@ class WriteAtomicallyTests(SynchronousTestCase):
             return real_fsync(fd)
 
         self.patch(os, "fsync", fsync)
+
+
+class WriteAtomicallyTests(SyncRecordingCase):
+    """
+    L{write_atomically}: mode, temporary name, durability and clean-up (the daemon's batches are tested with
+    L{containerd_tx.state_store.OrderedWriter}).
+    """
 
     def test_private_file_synced(self):
         """The file is the owner's only; its data is synced under the temporary name, then renamed."""
@@ -160,24 +166,13 @@ class WriteAtomicallyTests(SynchronousTestCase):
         self.assertIsNone(layout.pending_renames())
 
 
-class RewriteRecordTests(SynchronousTestCase):
+class RewriteRecordTests(SyncRecordingCase):
     """
     L{layout.rewrite_record}: an existing record of at most a page is changed in place (no new inode), padded
     so that it still parses; anything else is replaced atomically.
     """
 
-    def setUp(self):
-        self.dir = os.path.abspath(self.mktemp())
-        os.makedirs(self.dir)
-        self.path = os.path.join(self.dir, "container.json")
-        self.synced = []
-        real_fsync = os.fsync
-
-        def fsync(fd):
-            self.synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-            return real_fsync(fd)
-
-        self.patch(os, "fsync", fsync)
+    record_name = "container.json"
 
     def read(self):
         with open(self.path, "rb") as f:
@@ -187,11 +182,11 @@ class RewriteRecordTests(SynchronousTestCase):
         """Same inode, the new record readable, synced (outside a batch), no temporary file made."""
         write_atomically(self.path, json.dumps({"status": "creating", "pid": 0}).encode())
         inode = os.stat(self.path).st_ino
-        del self.synced[:]
+        del self.calls[:]
         layout.rewrite_record(self.path, json.dumps({"status": "running", "pid": 1234}).encode())
         self.assertEqual(os.stat(self.path).st_ino, inode)
         self.assertEqual(json.loads(self.read()), {"status": "running", "pid": 1234})
-        self.assertEqual(self.synced, [self.path])
+        self.assertEqual(self.calls, [self.path])
         self.assertEqual(os.listdir(self.dir), ["container.json"])
 
     def test_shorter_record_padded(self):
