@@ -39,6 +39,8 @@ class Proc:
         #: a pidfd of the runtime's helper that is still its parent, and when to stop waiting for it.
         self.helper_pidfd = None
         self.helper_deadline = None
+        #: when the spawn that started it began: an unclaimed status of its pid from before is another's.
+        self.spawned_ns = None
         #: not our child: a process a dead monitor left, reaped by the daemon (its subreaper), which tells us
         #: with C{ended}; we only move its stdio.
         self.fostered = fostered
@@ -138,13 +140,19 @@ class Registry:
         """
         After registration from a pid file: the process may be our child
         (alive, or a zombie whose SIGCHLD is pending), already reaped by us
-        (its status is in C{unclaimed}), gone, or (unexpectedly) not our
-        child (then it is watched through a pidfd, status unknown).
+        (its status is in C{unclaimed}, reaped after its spawn began), gone,
+        still the child of the runtime's helper (see L{_wait_for_helper}),
+        or (unexpectedly) not our child (then it is watched through a pidfd,
+        status unknown).
         """
         if self.procs.get(proc.key) is not proc:
             return
         stat = read_proc_stat(proc.pid)
         found = self.unclaimed.pop(proc.pid, None)
+        if found is not None and proc.spawned_ns is not None and found[1] < proc.spawned_ns:
+            # Reaped before its spawn even began: an earlier process with the same pid (pids wrap around,
+            # and a thousand starts use tens of thousands of them).
+            found = None
         if stat is not None and stat.ppid == self.pid:
             # Our child, alive or a zombie not reaped yet: an unclaimed status
             # for this pid belongs to an earlier process with the same pid.

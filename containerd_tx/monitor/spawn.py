@@ -125,6 +125,8 @@ class SpawnJob:
         self.console = None
         self.pid = None
         self.expires_ns = None
+        #: a process this spawn starts cannot have exited before this (see L{Registry.resolve}).
+        self.started_ns = time.time_ns()
 
 
 class ChildAttributes:
@@ -370,5 +372,6 @@ class Spawner:
         if job.proxies.tty and job.proxies.master is None:
             log("%s/%s: no terminal came through the console socket" % (container, process))
         proc = self.register(container, process, pid, record_dir, job.proxies)
+        proc.spawned_ns = job.started_ns
         job.proxies = None
         return reply, proc

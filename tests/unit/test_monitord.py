@@ -1224,6 +1224,27 @@ class HelperWaitTests(unittest.TestCase):
         self.helper.stdout.close()
         self.monitor.unregister(self.proc)
 
+    def test_stale_unclaimed_status_is_another_process(self):
+        """
+        An unclaimed status of the same pid reaped before the spawn began belongs to an earlier process (pids
+        wrap around): the live process is not reported as exited with it.
+        """
+        self.monitor.unclaimed[self.init_pid] = (0, time.time_ns() - 10**9)
+        self.proc.spawned_ns = time.time_ns()
+        self.monitor.resolve(self.proc)
+        self.assertIn(self.proc, self.monitor.helper_waits)
+        self.assertNotIn(self.init_pid, self.monitor.unclaimed)
+
+    def test_recent_unclaimed_status_is_its_own(self):
+        """A status reaped after the spawn began is the process's own (it exited before its pid file was read)."""
+        exits = []
+        self.monitor.proc_exited = lambda proc, status, time_ns, **more: exits.append((proc, status))
+        self.proc.spawned_ns = time.time_ns()
+        self.monitor.unclaimed[self.init_pid] = (7, self.proc.spawned_ns + 1)
+        self.monitor.resolve(self.proc)
+        self.assertEqual(exits, [(self.proc, 7)])
+        self.assertEqual(self.monitor.helper_waits, set())
+
     def test_waits_for_the_helper_then_watches_a_stranger(self):
         self.monitor.resolve(self.proc)
         self.assertIn(self.proc, self.monitor.helper_waits)
