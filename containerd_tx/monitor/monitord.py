@@ -34,7 +34,11 @@ What it does
   every second, and dropped once written, once the daemon says C{exit_handled},
   or when its folder is gone (the container was removed).  Status: the exit code, or 128 + signal number.  Exit statuses
   of unknown children (4096 newest) are kept, so a registered process that
-  exited before its pid file was read still gets its true status.  Exited
+  exited before its pid file was read still gets its true status (only a
+  status reaped after its spawn began: pids wrap around).  A registered
+  process that is still the child of the runtime's short-lived helper (crun
+  forks twice) is waited for through the helper's pidfd: once the helper is
+  gone the process is the monitor's child, alive or a zombie.  Exited
   children are found one at a time with waitid(P_ALL, WNOWAIT), O(1) each;
   only while a held zombie hides the others is every child asked (a scan).
 - Survives the daemon; accepts one daemon connection at a time (a new one
