@@ -33,8 +33,9 @@ class CheckpointTests(DockerTestCase):
         self.run_detached("counter", *COUNTER)
         self.wait_count("counter", 5)
         self.docker.run("checkpoint", "create", "counter", "cp1")
-        state = self.docker.state("counter")
-        self.assertFalse(state["Running"], state)
+        # The engine learns of the exit from the exit event, after the checkpoint call has returned (as on
+        # containerd 0.2.9): wait for it.
+        poll(lambda: not self.docker.state("counter")["Running"], message="counter to stop after its checkpoint")
         self.assertIn("cp1", self.docker.run("checkpoint", "ls", "counter").out.split())
         counted = self.numbers("counter")
         self.docker.run("start", "--checkpoint", "cp1", "counter")

@@ -1211,6 +1211,8 @@ class HelperWaitTests(unittest.TestCase):
         self.init_pid = int(self.helper.stdout.readline())
         self.addCleanup(self.stop)
         self.proc = registry.Proc("c1", "init", self.init_pid, "/nonexistent", None)
+        self.logged = []
+        self.patch(registry, "log", self.logged.append)
         self.monitor.procs[self.proc.key] = self.proc
         self.monitor.procs_by_pid[self.init_pid] = self.proc
 
@@ -1257,3 +1259,7 @@ class HelperWaitTests(unittest.TestCase):
         self.assertEqual(self.monitor.helper_waits, set())
         self.assertIsNone(self.proc.helper_pidfd)
         self.assertIsNotNone(self.proc.pidfd)  # watched as a stranger now
+        self.assertEqual(self.logged, [
+            "c1/init: pid %d is still its runtime helper's child after 10s" % (self.init_pid,),
+            "c1/init: pid %d is not our child; watching it" % (self.init_pid,),
+        ])
