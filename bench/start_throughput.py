@@ -108,6 +108,7 @@ def daemon_round(daemon, bundle, n, concurrency, tag, from_burst):
     # Teardown through the API: SIGKILL every init and wait until the daemon has forgotten them all.
     events = stub.Events(pb.EventsRequest())
     exited = {}
+    gone = []
     done = threading.Event()
 
     def watch():
@@ -128,8 +129,6 @@ def daemon_round(daemon, bundle, n, concurrency, tag, from_burst):
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
             gone.append(f"{tag}-{i}")  # it exited before the kill: reported below, never hidden
-
-    gone = []
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()

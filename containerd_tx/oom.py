@@ -183,7 +183,6 @@ class OomWatcher:
             return False
         self._watches[container_id] = entry
         if fresh:
-            entry.kills = 0
             self.check(container_id)
         return True
 

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from containerd_tx import layout
-from containerd_tx.monitor.reaping import read_proc_stat
+from containerd_tx.monitor.reaping import read_proc_stat, siginfo_status
 from containerd_tx.monitor.records import write_record
 
 log = Logger()
@@ -64,11 +64,6 @@ def children():
         except OSError:
             continue
     return found
-
-
-def exit_status(info):
-    """Exit code, or 128 + signal number, from an C{os.waitid} result."""
-    return info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
 
 
 def read_record(record_dir, process, pid):
@@ -231,7 +226,7 @@ class Foster:
             else:
                 if info is None:
                     return  # not yet
-                status = exit_status(info)
+                status = siginfo_status(info)
             reader.stop()
             del self.watching[pid]
             on_status(status, time.time_ns())
