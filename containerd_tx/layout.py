@@ -23,6 +23,9 @@ Layout::
     <state-dir>/containers/<id>/runtime.log          the runtime's own log (errors of run/exec)
     <dir>/.tmp-<name>                                a file being replaced (L{write_atomically})
 
+New records are written straight under their names (L{write_new_record}), existing ones replaced through a
+temporary file (L{write_atomically}) or changed in place (L{rewrite_record}).
+
 Ids are validated before they reach here, so a path built from one never leaves its folder.
 """
 
@@ -275,6 +278,43 @@ def write_atomically(path, data, durable=True, sync_dir=False):
     os.rename(tmp, path)
     if sync_dir and durable:
         fsync_dir(directory or ".")
+
+
+def write_new_record(path, data):
+    """
+    Write a record that does not exist yet straight under its name: no temporary file and no rename, so inside
+    a batch it needs the batch's one filesystem sync and nothing after it (a start's records on a disk were
+    half the syncs a start waited for). An existing C{path} is replaced by L{write_atomically} instead.
+
+    Safe because nobody reads a new record before it is synced and acted on: a daemon killed while writing one
+    has not started what it records, and a container folder whose C{container.json} is missing or torn is
+    removed at the next start (write the container's own record last). A file that cannot be written is
+    removed.
+
+    @raise OSError: the file could not be written (no file is left), or its folder is missing.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOCTTY, FILE_MODE)
+    except FileExistsError:
+        write_atomically(path, data)
+        return
+    pending = pending_renames()
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if pending is None:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    if pending is not None:
+        pending.append((None, path))  # nothing to rename; the batch syncs it
 
 
 #: A record rewritten in place must fit in one page, old and new: the kernel copies one page into the page

@@ -134,14 +134,17 @@ class OrderedWriter:
         if renames:
             try:
                 _syncfs(self._root)
+                renamed = False
                 for tmp, path in renames:
                     if tmp is None:
-                        continue  # rewritten in place
+                        continue  # written in place: the sync above made it durable
                     try:
                         os.rename(tmp, path)
+                        renamed = True
                     except FileNotFoundError:
                         pass  # its folder was removed later in the same batch
-                _syncfs(self._root)
+                if renamed:
+                    _syncfs(self._root)
             except OSError:
                 failure = Failure()
                 outcomes = [(d, failure) for d, _ in outcomes]
@@ -204,7 +207,7 @@ class StateStore:
             # back as this one's.
             self.leftovers.discard(directory)
             return self._write(_write_records_afresh, directory, records, fail=True)
-        return self._write(_write_records, records, fail=True)
+        return self._write(_write_new_records, records, fail=True)
 
     def _records(self, container_id, container, processes):
         # Serialized here, in the caller's (the reactor's) thread: the writer thread only ever sees bytes, never
@@ -351,6 +354,18 @@ def _write_records(records, write=write_atomically):
         write(os.path.join(directory, name), data)
 
 
+def _write_new_records(records):
+    """
+    L{_write_records} for records that usually do not exist yet (see L{layout.write_new_record}), the
+    container's own record last: a torn one can only be in a folder whose process records are whole.
+    """
+    for directory, name, _ in records:
+        if name == layout.CONTAINER_RECORD:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+    for directory, name, data in sorted(records, key=lambda record: record[1] == layout.CONTAINER_RECORD):
+        layout.write_new_record(os.path.join(directory, name), data)
+
+
 def _rewrite_records(records):
     """L{_write_records} for records that usually exist already: changed in place (see L{rewrite_record})."""
     _write_records(records, rewrite_record)
@@ -359,7 +374,7 @@ def _rewrite_records(records):
 def _write_records_afresh(directory, records):
     if os.path.lexists(directory):
         _remove_folder(directory)
-    _write_records(records)
+    _write_new_records(records)
 
 
 def _read_json(path):

@@ -167,17 +167,86 @@ class DurabilityOrderTests(SynchronousTestCase):
                 self.assertEqual(f.read(), path[-6:].encode())
 
     def test_ordered_writer_syncs_a_record_rewritten_in_place(self):
-        """A batch that only rewrote records in place (no rename) is still synced before it is reported done."""
+        """
+        A batch that only rewrote records in place (no rename) is synced once before it is reported done: no
+        second sync, which only makes renames durable.
+        """
         path = os.path.join(self.dir, "container.json")
         write_atomically(path, b'{"status":"creating"}')
         del self.calls[:]
         writer = state_store.OrderedWriter(_CallNow(), self.dir)
         done = defer.Deferred()
         writer._commit([(layout.rewrite_record, (path, b'{"status":"running"}'), done)])
-        self.assertEqual([call[0] for call in self.calls], ["syncfs", "syncfs"])
+        self.assertEqual([call[0] for call in self.calls], ["syncfs"])
         self.assertIsNone(self.successResultOf(done))
         with open(path, "rb") as f:
             self.assertEqual(json.loads(f.read()), {"status": "running"})
+
+    def test_ordered_writer_syncs_new_records_once_without_renames(self):
+        """
+        A batch of new records (a container's first records and a rewritten one) is written under the final
+        names, whole before the one sync, and reported done after it.
+        """
+        seen = []
+        self.patch(state_store, "_syncfs", lambda root: seen.append(sorted(
+            (name, open(os.path.join(root, name), "rb").read()) for name in os.listdir(root))))
+        old = os.path.join(self.dir, "old.json")
+        write_atomically(old, b'{"v":1}')
+        del self.calls[:]
+        writer = state_store.OrderedWriter(_CallNow(), self.dir)
+        done = [defer.Deferred() for _ in range(3)]
+        writer._commit([(layout.write_new_record, (os.path.join(self.dir, "a.json"), b'{"a":1}'), done[0]),
+                        (layout.write_new_record, (os.path.join(self.dir, "b.json"), b'{"b":2}'), done[1]),
+                        (layout.rewrite_record, (old, b'{"v":2}'), done[2])])
+        self.assertEqual(seen, [[("a.json", b'{"a":1}'), ("b.json", b'{"b":2}'), ("old.json", b'{"v":2}')]])
+        self.assertEqual([call for call in self.calls if call[0] == "rename"], [])
+        for d in done:
+            self.assertIsNone(self.successResultOf(d))
+
+    def test_new_record_over_an_existing_one_is_replaced_atomically(self):
+        """A record that exists already is not written over in place: it is replaced through a temporary file."""
+        path = os.path.join(self.dir, "record.json")
+        write_atomically(path, b'{"v":1}')
+        del self.calls[:]
+        layout.write_new_record(path, b'{"v":2}')
+        tmp = layout.temp_name("record.json")
+        self.assertEqual(self.calls, [("fsync", tmp, b'{"v":2}'), ("rename", tmp, "record.json")])
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b'{"v":2}')
+
+    def test_new_record_outside_a_batch_is_synced(self):
+        path = os.path.join(self.dir, "fresh.json")
+        layout.write_new_record(path, b'{"new":true}')
+        self.assertEqual(self.calls, [("fsync", "fresh.json", b'{"new":true}')])
+
+    def test_new_record_that_cannot_be_written_leaves_nothing(self):
+        path = os.path.join(self.dir, "full.json")
+
+        def write(fd, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.patch(os, "write", write)
+        with self.assertRaises(OSError):
+            layout.write_new_record(path, b"data")
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_save_new_writes_the_container_record_last(self):
+        """
+        A daemon killed while writing a new container's records leaves a folder whose container.json is
+        missing or torn (removed at the next start), never a readable container.json beside a torn process
+        record.
+        """
+        order = []
+        real = layout.write_new_record
+        self.patch(layout, "write_new_record", lambda path, data: (order.append(os.path.basename(path)),
+                                                                   real(path, data)))
+        store = state_store.StateStore(self.dir)
+        container = _container("web")
+        store.save_new("web", list(container.processes.values()), container)
+        self.assertEqual(order[-1], "container.json")
+        self.assertEqual(sorted(order[:-1]), ["process-exec1.json", "process-init.json"])
+        [loaded] = store.load()
+        self.assertEqual(loaded, container)
 
     def test_ordered_writer_files_complete_when_synced(self):
         seen = []
