@@ -303,6 +303,48 @@ def proc_task_cpu(pid):
     return seconds
 
 
+def proc_context_switches(pid):
+    """
+    Voluntary and involuntary context switches of a process's live threads, summed from
+    C{/proc/<pid>/task/*/status}: C{(voluntary, involuntary)}. A voluntary one is a thread going to sleep (a
+    hand-off to another thread, a wait for I/O); an involuntary one is a thread preempted.
+    """
+    voluntary = involuntary = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0, 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        voluntary += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        involuntary += int(line.split()[1])
+        except OSError:
+            continue  # that thread ended
+    return voluntary, involuntary
+
+
+def memory_cgroups(path="/proc/cgroups"):
+    """
+    C{(memory cgroups, cpu cgroups)} the kernel holds now, from C{/proc/cgroups} (None where a controller is
+    not listed). Memory cgroups of removed containers linger, dying, while pages are charged to them; past a
+    few hundred of them every cgroup operation gets dearer, so long benchmark sessions drift.
+    """
+    counts = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and not line.startswith("#"):
+                    counts[fields[0]] = int(fields[2])
+    except (OSError, ValueError):
+        pass
+    return counts.get("memory"), counts.get("cpu")
+
+
 def machine_busy(window=1.0):
     """
     How busy the machine is now: C{(load1, idle)}, the 1-minute load average and the fraction of all CPU

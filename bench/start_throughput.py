@@ -30,13 +30,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    BenchDaemon, filesystem_type, kill_all_raw, machine_busy, print_timer, proc_cpu_split, proc_task_cpu,
-    raw_runtime_root, reap_children, sleeper_bundle, summary,
+    BenchDaemon, filesystem_type, kill_all_raw, machine_busy, memory_cgroups, print_timer, proc_context_switches,
+    proc_cpu_split, proc_task_cpu, raw_runtime_root, reap_children, sleeper_bundle, summary,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
 
 #: A round that starts with less of the CPU time idle than this is flagged busy.
 BUSY_IDLE = 0.8
+#: Dying memory cgroups (memory cgroups beyond the cpu controller's count) past which the summary warns of drift.
+DYING_CGROUPS_WARN = 300
 #: Unary calls the daemon serves at once by default (grpc_server: --max-subscribers 128 + 32 unary workers);
 #: beyond that it answers RESOURCE_EXHAUSTED, so an all-at-once client keeps at most this many in flight.
 DAEMON_CALL_SLOTS = 150
@@ -87,7 +89,10 @@ class CpuWindow:
         own, _ = proc_cpu_split(self.daemon_pid)
         reactor = proc_task_cpu(self.daemon_pid).get(self.daemon_pid, 0.0)
         monitor, runtime = proc_cpu_split(self.monitor_pid) if self.monitor_pid else (0.0, 0.0)
-        return {"daemon": own, "reactor": reactor, "monitor": monitor, "runtime": runtime}
+        # Thread hand-offs: every sleep of a daemon thread (grpcio's, the reactor's) is a voluntary switch.
+        switches, preempted = proc_context_switches(self.daemon_pid)
+        return {"daemon": own, "reactor": reactor, "monitor": monitor, "runtime": runtime,
+                "switches": switches, "preempted": preempted}
 
     @staticmethod
     def delta(before, after):
@@ -158,6 +163,9 @@ def raw_round(runtime, root, bundle, n, concurrency, tag, from_burst):
 
     before = os.times()
     wall, durations = run_parallel(n, concurrency, start, from_burst)
+    # crun's helper (it forks twice) has exited by now and waits for us, its subreaper, as the daemon's
+    # monitor reaps it: its CPU counts once it is reaped, so it is reaped inside the window.
+    reap_children()
     after = os.times()
     cpu = {"runtime": (after.children_user + after.children_system)
            - (before.children_user + before.children_system)}
@@ -223,8 +231,10 @@ def main():
     daemon = BenchDaemon.start_new(args=["--concurrency", str(daemon_concurrency)],
                                    runtime=args.runtime, parent=args.dir)
     fs_type = filesystem_type(daemon.workdir)
+    cgroups_before = memory_cgroups()
     print(f"working in {daemon.workdir} ({fs_type}), {os.cpu_count()} CPUs, {shape}, daemon --concurrency "
-          f"{daemon_concurrency}, {args.runs} run(s) of {args.rounds} round(s) of each", flush=True)
+          f"{daemon_concurrency}, {args.runs} run(s) of {args.rounds} round(s) of each; the kernel holds "
+          f"{cgroups_before[0]} memory cgroups and {cgroups_before[1]} cpu cgroups", flush=True)
     runs = []
     busy_rounds = []
     try:
@@ -271,8 +281,16 @@ def main():
     print(f"CPU per start (median of runs): daemon {cpu['daemon']:.2f} ms (reactor {cpu['reactor']:.2f}) + monitor "
           f"{cpu['monitor']:.2f} ms = {cpu['daemon'] + cpu['monitor']:.2f} ms; runtime {cpu['runtime']:.2f} ms "
           f"through the daemon, {cpu['raw_runtime']:.2f} ms raw")
+    print(f"daemon context switches per start (median of runs): {median([run['switches'] for run in runs]):.1f}")
     loads = [load for run in runs for load, _ in run["load"]]
     print(f"load before rounds: {min(loads):.2f}–{max(loads):.2f}")
+    memory, cpu_cgroups = memory_cgroups()
+    if memory is not None and cpu_cgroups is not None:
+        print(f"memory cgroups: {cgroups_before[0]} before, {memory} after ({cpu_cgroups} cpu cgroups)")
+        if memory - cpu_cgroups > DYING_CGROUPS_WARN:
+            print(f"WARNING: the kernel keeps {memory - cpu_cgroups} dying memory cgroups of removed containers; "
+                  "every cgroup operation is dearer while they last, so figures drift up over a long session "
+                  "(compare runs taken close together)")
     if busy_rounds:
         print(f"WARNING: {len(busy_rounds)} of {2 * args.rounds * args.runs} rounds started on a busy machine "
               f"(less than {BUSY_IDLE:.0%} idle: "
@@ -298,6 +316,7 @@ def report_run(run, results, n):
     cpu = {key: ms(sum(c[key] for _, _, _, c in results["daemon"]), starts)
            for key in ("daemon", "reactor", "monitor", "runtime")}
     cpu["raw_runtime"] = ms(sum(c["runtime"] for _, _, _, c in results["raw"]), n * len(results["raw"]))
+    switches = {key: sum(c[key] for _, _, _, c in results["daemon"]) / starts for key in ("switches", "preempted")}
     d_stats, r_stats = summary(durations["daemon"]), summary(durations["raw"])
     throughput = rate["daemon"] / rate["raw"]
     p99 = d_stats["99%"] / r_stats["99%"]
@@ -306,11 +325,12 @@ def report_run(run, results, n):
           f" p99 {d_stats['99%'] * 1000:.0f}ms raw {r_stats['99%'] * 1000:.0f}ms ratio {p99:.2f}, median ratio "
           f"{d_stats['median'] / r_stats['median']:.2f}; CPU per start: daemon {cpu['daemon']:.2f} ms (reactor "
           f"{cpu['reactor']:.2f}) + monitor {cpu['monitor']:.2f} ms = {cpu['daemon'] + cpu['monitor']:.2f} ms, "
-          f"runtime {cpu['runtime']:.2f} ms (raw {cpu['raw_runtime']:.2f} ms); load "
+          f"runtime {cpu['runtime']:.2f} ms (raw {cpu['raw_runtime']:.2f} ms); daemon context switches per start "
+          f"{switches['switches']:.1f} (+{switches['preempted']:.1f} preempted); load "
           f"{min(lo for lo, _ in loads):.2f}–{max(lo for lo, _ in loads):.2f}, idle "
           f"{min(i for _, i in loads):.0%}–{max(i for _, i in loads):.0%} before its rounds", flush=True)
     return {"rate": rate, "durations": durations, "teardown": teardown, "cpu": cpu, "throughput": throughput,
-            "p99": p99, "load": loads}
+            "p99": p99, "load": loads, "switches": switches["switches"]}
 
 
 if __name__ == "__main__":
