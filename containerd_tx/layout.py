@@ -291,14 +291,20 @@ def write_new_record(path, data):
     removed at the next start (write the container's own record last). A file that cannot be written is
     removed.
 
+    A rename to C{path} still pending in this thread's batch also goes through L{write_atomically}, so that the
+    later write lands last.
+
     @raise OSError: the file could not be written (no file is left), or its folder is missing.
     """
+    pending = pending_renames()
+    if pending and any(tmp is not None and target == path for tmp, target in pending):
+        write_atomically(path, data)
+        return
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOCTTY, FILE_MODE)
     except FileExistsError:
         write_atomically(path, data)
         return
-    pending = pending_renames()
     try:
         view = memoryview(data)
         while view:

@@ -214,6 +214,18 @@ class DurabilityOrderTests(SynchronousTestCase):
         with open(path, "rb") as f:
             self.assertEqual(f.read(), b'{"v":2}')
 
+    def test_new_record_after_a_pending_rename_of_it_lands_last(self):
+        """
+        A new record whose replacement is still waiting for its rename in the same batch is not written under
+        the name first (the rename would then put the older data back over it).
+        """
+        path = os.path.join(self.dir, "late.json")
+        writer = state_store.OrderedWriter(_CallNow(), self.dir)
+        writer._commit([(write_atomically, (path, b'{"v":1}'), defer.Deferred()),
+                        (layout.write_new_record, (path, b'{"v":2}'), defer.Deferred())])
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b'{"v":2}')
+
     def test_new_record_outside_a_batch_is_synced(self):
         path = os.path.join(self.dir, "fresh.json")
         layout.write_new_record(path, b'{"new":true}')
