@@ -1,0 +1,55 @@
+"""
+Tests for the benchmark helpers that read the kernel's counters (L{bench.common}): what they parse, not timings.
+"""
+
+import os
+import sys
+import threading
+
+from twisted.trial.unittest import SynchronousTestCase
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from bench.common import memory_cgroups, proc_context_switches  # noqa: E402
+
+PROC_CGROUPS = """#subsys_name\thierarchy\tnum_cgroups\tenabled
+cpuset\t3\t136\t1
+cpu\t1\t136\t1
+memory\t4\t759\t1
+pids\t8\t136\t1
+"""
+
+
+class MemoryCgroupsTests(SynchronousTestCase):
+
+    def test_counts_from_proc_cgroups(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(PROC_CGROUPS)
+        self.assertEqual(memory_cgroups(path), (759, 136))
+
+    def test_unreadable_or_missing_controllers(self):
+        self.assertEqual(memory_cgroups(self.mktemp()), (None, None))
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("#subsys_name\thierarchy\tnum_cgroups\tenabled\npids\t8\t136\t1\n")
+        self.assertEqual(memory_cgroups(path), (None, None))
+
+
+class ContextSwitchTests(SynchronousTestCase):
+
+    def test_a_thread_going_to_sleep_counts(self):
+        """Threads that wait on each other add voluntary switches to the process's sum."""
+        before, _ = proc_context_switches(os.getpid())
+        for _ in range(20):
+            done = threading.Event()
+            thread = threading.Thread(target=done.wait)
+            thread.start()
+            done.set()
+            thread.join()
+            self.assertTrue(threading.Event().wait(0.001) is False)
+        after, _ = proc_context_switches(os.getpid())
+        self.assertGreater(after, before)
+
+    def test_a_process_that_is_gone(self):
+        self.assertEqual(proc_context_switches(2 ** 22 + 1), (0, 0))
