@@ -241,6 +241,24 @@ def pending_renames():
     return getattr(_batch, "renames", None)
 
 
+def _fill(fd, path, data, sync):
+    """Write all of C{data} to the new file C{fd} at C{path}, fsync it with C{sync}, close it; remove it on failure."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+
+
 def write_atomically(path, data, durable=True, sync_dir=False):
     """
     Replace C{path} with C{data} (bytes) so that readers see either the old or the new file, never a torn one:
@@ -258,20 +276,7 @@ def write_atomically(path, data, durable=True, sync_dir=False):
     tmp = os.path.join(directory, temp_name(name))
     pending = pending_renames()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if pending is None and durable:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    os.close(fd)
+    _fill(fd, tmp, data, sync=pending is None and durable)
     if pending is not None:
         pending.append((tmp, path))
         return
@@ -305,20 +310,7 @@ def write_new_record(path, data):
     except FileExistsError:
         write_atomically(path, data)
         return
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if pending is None:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        raise
-    os.close(fd)
+    _fill(fd, path, data, sync=pending is None)
     if pending is not None:
         pending.append((None, path))  # nothing to rename; the batch syncs it
 
