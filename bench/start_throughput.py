@@ -11,10 +11,12 @@ bundles started by the raw runtime (`runc run -d`), rounds alternating, in one r
 Prints, for each run (of --rounds alternating rounds of each side), the containers/sec of both, the ratios
 daemon/raw, and the CPU per start: the daemon's and the monitor's own (from /proc/<pid>/stat and
 /proc/<pid>/task/*/stat before and after the starts) and the runtime's (the CPU of the runtime processes: the
-monitor's reaped children through the daemon, this script's reaped children raw). Then the start-time
+monitor's reaped children through the daemon, this script's reaped children raw, crun's helper included), and
+the daemon's context switches per start (its threads' hand-offs). Then the start-time
 percentiles of both sides in the seed's layout, every run's ratios and their medians, and a one-line summary.
 Before each round it waits for a quiet machine and prints the load; a round that starts busy is flagged, and
-the summary warns that its ratios are skewed.
+the summary warns that its ratios are skewed. It also prints the kernel's memory cgroups before and after, and
+warns when hundreds of dying ones (of removed containers) make every cgroup operation dearer.
 """
 
 import argparse
