@@ -1,7 +1,8 @@
 """
 Sustained load: N running containers, S event subscribers, Stats on random containers from 8 client threads
 and an exec every 100 ms, for a fixed time. No call fails, the daemon's memory and file descriptors stay flat
-over the second half, and every subscriber gets every event, in the same order as a reference subscriber.
+over the second half, and every subscriber gets every event since the test began (replayed and then live), in
+the same order as a reference subscriber.
 
 Reduced by default (30 containers, 10 subscribers, 15 s); CTX_LOAD_FULL=1 runs the full size (300
 containers, 50 subscribers, 60 s). The figures are printed in one summary line.
@@ -63,7 +64,11 @@ class LoadTests(LifecycleTestCase):
 
     def test_sustained_load(self):
         names = [unique_id(f"load{i}") for i in range(CONTAINERS)]
-        subscribers = [EventCollector(self.daemon.stub) for _ in range(SUBSCRIBERS)]
+        # Every event since now, replayed if the daemon takes a subscription late (see EventCollector).
+        since = time.time_ns()
+        request = pb.EventsRequest()
+        request.timestamp.FromNanoseconds(since)
+        subscribers = [EventCollector(self.daemon.stub, request) for _ in range(SUBSCRIBERS)]
         for subscriber in subscribers:
             self.addCleanup(subscriber.close)
         reference = self.events
@@ -168,11 +173,17 @@ class LoadTests(LifecycleTestCase):
         except AssertionError:
             self.fail(f"records of exited execs left behind: {stale()[:10]}")
         # Every subscriber: the same events in the same order.
-        want = [_key(e) for e in reference.events]
+        want = [_key(e) for e in reference.events if e.timestamp.ToNanoseconds() > since]
         for index, subscriber in enumerate(subscribers):
-            wait_for(lambda s=subscriber: len(s.events) >= len(want), timeout=30,
-                     message=f"subscriber {index} to catch up")
-            self.assertIsNone(subscriber.error)
+            try:
+                wait_for(lambda s=subscriber: len(s.events) >= len(want) or s.error is not None, timeout=60,
+                         message=f"subscriber {index} to catch up")
+            except AssertionError:
+                got = [_key(e) for e in subscriber.events]
+                missing = [key for key in want if key not in set(got)]
+                self.fail(f"subscriber {index} has {len(got)} of {len(want)} events after 60s; missing "
+                          f"{missing[:5]}; stream error {subscriber.error!r}")
+            self.assertIsNone(subscriber.error, f"subscriber {index}'s stream ended")
             self.assertEqual([_key(e) for e in subscriber.events], want, f"subscriber {index} differs")
 
         # Flat over the second half: the end of the run against its middle (medians, against noise).

@@ -14,14 +14,23 @@ class EventCollector:
     """
     Reads an Events stream in a thread; L{wait} finds events as they arrive.
 
-    Start it before the actions whose events you expect.
+    Start it before the actions whose events you expect. A request without a timestamp is sent with the time
+    the collector was made: on a busy machine the daemon may take the subscription only after the test's first
+    actions, and the daemon's replay of the events since then fills that gap (a stream without a timestamp
+    would only see what comes after the daemon took it).
     """
 
     def __init__(self, stub, request=None):
         self.events = []
         self.error = None
         self._cond = threading.Condition()
-        self._call = stub.Events(request or pb.EventsRequest())
+        request = pb.EventsRequest() if request is None else request
+        if not request.HasField("timestamp"):
+            since = pb.EventsRequest()
+            since.CopyFrom(request)
+            since.timestamp.FromNanoseconds(time.time_ns())
+            request = since
+        self._call = stub.Events(request)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
