@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
-from containerd_tx.state_store import write_atomically
+from containerd_tx.layout import write_atomically
 
 log = Logger()
 

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from containerd_tx import layout
-from containerd_tx.layout import rewrite_record, write_atomically
+from containerd_tx.layout import rewrite_record
 from containerd_tx.model import Container, Process
 
 log = Logger()
@@ -345,12 +345,14 @@ class StateStore:
         return containers
 
 
-def _write_records(records, write=write_atomically):
-    for directory, name, data in records:
+def _write_records(records, write):
+    """Write each record with C{write}, in order; a container's own record first makes its folder."""
+    for directory, name, _ in records:
         if name == layout.CONTAINER_RECORD:
             # Only a container's own record makes its folder: a late process record of a removed container
             # fails instead of leaving a folder behind.
             os.makedirs(directory, mode=0o700, exist_ok=True)
+    for directory, name, data in records:
         write(os.path.join(directory, name), data)
 
 
@@ -359,11 +361,8 @@ def _write_new_records(records):
     L{_write_records} for records that usually do not exist yet (see L{layout.write_new_record}), the
     container's own record last: a torn one can only be in a folder whose process records are whole.
     """
-    for directory, name, _ in records:
-        if name == layout.CONTAINER_RECORD:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-    for directory, name, data in sorted(records, key=lambda record: record[1] == layout.CONTAINER_RECORD):
-        layout.write_new_record(os.path.join(directory, name), data)
+    _write_records(sorted(records, key=lambda record: record[1] == layout.CONTAINER_RECORD),
+                   layout.write_new_record)
 
 
 def _rewrite_records(records):

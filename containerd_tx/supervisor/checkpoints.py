@@ -16,8 +16,8 @@ from twisted.internet import threads
 from twisted.logger import Logger
 
 from containerd_tx.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from containerd_tx.layout import write_atomically
 from containerd_tx.model import PAUSED, RUNNING
-from containerd_tx.state_store import write_atomically
 
 log = Logger()
 

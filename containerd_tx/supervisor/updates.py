@@ -10,8 +10,8 @@ from twisted.logger import Logger
 
 from containerd_tx.errors import FailedPrecondition, InvalidArgument
 from containerd_tx.events import PAUSE, RESUME
+from containerd_tx.layout import write_atomically
 from containerd_tx.model import PAUSED, RUNNING
-from containerd_tx.state_store import write_atomically
 
 log = Logger()
 

@@ -11,9 +11,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from containerd_tx import layout, state_store
 
+from containerd_tx.layout import write_atomically
 from containerd_tx.model import INIT, RUNNING, Container, Process, User
 from containerd_tx.monitor.records import write_record
-from containerd_tx.state_store import StateStore, filesystem_type, write_atomically
+from containerd_tx.state_store import StateStore, filesystem_type
 
 
 def _container(container_id="c1"):
@@ -565,7 +566,7 @@ class OrderedWriterTests(TestCase):
     @defer.inlineCallbacks
     def test_changes_land_in_order_and_renamed(self):
         path = os.path.join(self.root, "f.json")
-        results = [self.writer(state_store.write_atomically, path, str(i).encode()) for i in range(50)]
+        results = [self.writer(write_atomically, path, str(i).encode()) for i in range(50)]
         yield defer.gatherResults(results)
         with open(path) as f:
             self.assertEqual(f.read(), "49")
@@ -573,8 +574,8 @@ class OrderedWriterTests(TestCase):
 
     @defer.inlineCallbacks
     def test_failure_reaches_only_its_caller(self):
-        good = self.writer(state_store.write_atomically, os.path.join(self.root, "a"), b"a")
-        bad = self.writer(state_store.write_atomically, os.path.join(self.root, "missing", "b"), b"b")
+        good = self.writer(write_atomically, os.path.join(self.root, "a"), b"a")
+        bad = self.writer(write_atomically, os.path.join(self.root, "missing", "b"), b"b")
         yield good
         with self.assertRaises(FileNotFoundError):
             yield bad
@@ -587,7 +588,7 @@ class OrderedWriterTests(TestCase):
 
         folder = os.path.join(self.root, "c")
         os.makedirs(folder)
-        writes = [self.writer(state_store.write_atomically, os.path.join(folder, "x"), b"x"),
+        writes = [self.writer(write_atomically, os.path.join(folder, "x"), b"x"),
                   self.writer(shutil.rmtree, folder)]
         yield defer.gatherResults(writes)
         self.assertFalse(os.path.exists(folder))
