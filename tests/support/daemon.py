@@ -3,7 +3,6 @@ A real daemon for integration and e2e tests: C{twistd -n containerd} as a subpro
 socket, a gRPC client for it, and clean-up that removes every container even when a test fails.
 """
 
-import json
 import os
 import shutil
 import signal
@@ -17,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
-from tests.support import bundles, processes
+from tests.support import bundles, processes, runtime_state
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
@@ -164,16 +163,8 @@ class Daemon:
         return os.path.join(self.state_dir, "runtime", os.path.basename(self.runtime))
 
     def runtime_containers(self):
-        """Containers the runtime itself has (id -> status)."""
-        if not os.path.isdir(self.runtime_root()):
-            return {}
-        out = subprocess.run([self.runtime, "--root", self.runtime_root(), "list", "--format", "json"],
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            raise AssertionError(f"{self.runtime} list failed: {out.stderr.strip()}")
-        if not out.stdout.strip():
-            return {}
-        return {c["id"]: c["status"] for c in json.loads(out.stdout) or []}
+        """Containers the runtime itself has (id -> status), also while the daemon deletes some."""
+        return runtime_state.list_containers(self.runtime, self.runtime_root())
 
     def monitor_pid(self):
         """The monitor process's pid, or None."""
@@ -188,13 +179,8 @@ class Daemon:
         try:
             self.stop(signal.SIGKILL)
         finally:
-            try:
-                leftovers = self.runtime_containers()
-            except AssertionError:
-                leftovers = {}
-            for container_id in leftovers:
-                subprocess.run([self.runtime, "--root", self.runtime_root(), "delete", "--force", container_id],
-                               capture_output=True)
+            # Deletes the daemon had pending when it was killed are done here, or their cgroups stay for good.
+            runtime_state.remove_all(self.runtime, self.runtime_root())
             monitor = self.monitor_pid()
             if monitor:
                 _stop_monitor(monitor)
