@@ -32,8 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    BenchDaemon, filesystem_type, kill_all_raw, machine_busy, memory_cgroups, print_timer, proc_context_switches,
-    proc_cpu_split, proc_task_cpu, raw_runtime_root, reap_children, sleeper_bundle, summary,
+    BenchDaemon, filesystem_type, kill_all_raw, machine_busy, machine_cpu_seconds, memory_cgroups, print_timer,
+    proc_context_switches, proc_cpu_split, proc_task_cpu, raw_runtime_root, reap_children, sleeper_bundle, summary,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
 
@@ -81,7 +81,10 @@ def run_parallel(n, concurrency, start_one, from_burst=False):
 
 
 class CpuWindow:
-    """CPU seconds of the daemon (all threads, and its reactor thread), the monitor and its reaped children."""
+    """
+    CPU seconds of the daemon (all threads, and its reactor thread), the monitor, its reaped children (the
+    runtime) and the whole machine.
+    """
 
     def __init__(self, daemon):
         self.daemon_pid = daemon.process.pid
@@ -94,7 +97,7 @@ class CpuWindow:
         # Thread hand-offs: every sleep of a daemon thread (grpcio's, the reactor's) is a voluntary switch.
         switches, preempted = proc_context_switches(self.daemon_pid)
         return {"daemon": own, "reactor": reactor, "monitor": monitor, "runtime": runtime,
-                "switches": switches, "preempted": preempted}
+                "machine": machine_cpu_seconds(), "switches": switches, "preempted": preempted}
 
     @staticmethod
     def delta(before, after):
@@ -163,14 +166,14 @@ def raw_round(runtime, root, bundle, n, concurrency, tag, from_burst):
         subprocess.run([runtime, "--root", root, "run", "-d", "--bundle", bundle, f"{tag}-{i}"],
                        stdin=devnull, stdout=devnull, stderr=devnull, check=True)
 
-    before = os.times()
+    before, machine_before = os.times(), machine_cpu_seconds()
     wall, durations = run_parallel(n, concurrency, start, from_burst)
     # crun's helper (it forks twice) has exited by now and waits for us, its subreaper, as the daemon's
     # monitor reaps it: its CPU counts once it is reaped, so it is reaped inside the window.
     reap_children()
     after = os.times()
     cpu = {"runtime": (after.children_user + after.children_system)
-           - (before.children_user + before.children_system)}
+           - (before.children_user + before.children_system), "machine": machine_cpu_seconds() - machine_before}
     down_start = time.perf_counter()
 
     def stop(i):
@@ -283,6 +286,12 @@ def main():
     print(f"CPU per start (median of runs): daemon {cpu['daemon']:.2f} ms (reactor {cpu['reactor']:.2f}) + monitor "
           f"{cpu['monitor']:.2f} ms = {cpu['daemon'] + cpu['monitor']:.2f} ms; runtime {cpu['runtime']:.2f} ms "
           f"through the daemon, {cpu['raw_runtime']:.2f} ms raw")
+    # On a machine the starts keep busy, the CPU bounds the throughput: this is the ratio the CPU alone allows.
+    machine = cpu["machine"] or float("nan")
+    print(f"whole machine CPU per start (median of runs; kernel threads included, steal left out): "
+          f"{cpu['machine']:.1f} ms through the daemon, {cpu['raw_machine']:.1f} ms raw; daemon + monitor are "
+          f"{(cpu['daemon'] + cpu['monitor']) / machine:.0%} of the first; raw/daemon "
+          f"{cpu['raw_machine'] / machine:.2f} (the throughput ratio a CPU-bound machine allows)")
     print(f"daemon context switches per start (median of runs): {median([run['switches'] for run in runs]):.1f}")
     loads = [load for run in runs for load, _ in run["load"]]
     print(f"load before rounds: {min(loads):.2f}–{max(loads):.2f}")
@@ -303,7 +312,8 @@ def main():
     busy = f", BUSY {len(busy_rounds)}/{2 * args.rounds * args.runs} rounds" if busy_rounds else ""
     print(f"containers/sec {d_rate:.1f} raw {r_rate:.1f} ratio {median(throughput):.2f} "
           f"p99-ratio {median(p99):.2f} cpu/start daemon+monitor {cpu['daemon'] + cpu['monitor']:.2f}ms "
-          f"runtime {cpu['runtime']:.2f}ms raw {cpu['raw_runtime']:.2f}ms ({shape} {os.path.basename(args.runtime)}, "
+          f"runtime {cpu['runtime']:.2f}ms raw {cpu['raw_runtime']:.2f}ms machine {cpu['machine']:.1f}ms raw "
+          f"{cpu['raw_machine']:.1f}ms ({shape} {os.path.basename(args.runtime)}, "
           f"{fs_type}, {len(runs)} runs of {args.rounds}, load {min(loads):.2f}–{max(loads):.2f}{busy})")
 
 
@@ -316,8 +326,9 @@ def report_run(run, results, n):
         teardown[kind] = median([t for _, _, t, _ in results[kind]])
     starts = n * len(results["daemon"])
     cpu = {key: ms(sum(c[key] for _, _, _, c in results["daemon"]), starts)
-           for key in ("daemon", "reactor", "monitor", "runtime")}
-    cpu["raw_runtime"] = ms(sum(c["runtime"] for _, _, _, c in results["raw"]), n * len(results["raw"]))
+           for key in ("daemon", "reactor", "monitor", "runtime", "machine")}
+    for key in ("runtime", "machine"):
+        cpu["raw_" + key] = ms(sum(c[key] for _, _, _, c in results["raw"]), n * len(results["raw"]))
     switches = {key: sum(c[key] for _, _, _, c in results["daemon"]) / starts for key in ("switches", "preempted")}
     d_stats, r_stats = summary(durations["daemon"]), summary(durations["raw"])
     throughput = rate["daemon"] / rate["raw"]
@@ -327,7 +338,8 @@ def report_run(run, results, n):
           f" p99 {d_stats['99%'] * 1000:.0f}ms raw {r_stats['99%'] * 1000:.0f}ms ratio {p99:.2f}, median ratio "
           f"{d_stats['median'] / r_stats['median']:.2f}; CPU per start: daemon {cpu['daemon']:.2f} ms (reactor "
           f"{cpu['reactor']:.2f}) + monitor {cpu['monitor']:.2f} ms = {cpu['daemon'] + cpu['monitor']:.2f} ms, "
-          f"runtime {cpu['runtime']:.2f} ms (raw {cpu['raw_runtime']:.2f} ms); daemon context switches per start "
+          f"runtime {cpu['runtime']:.2f} ms (raw {cpu['raw_runtime']:.2f} ms), whole machine {cpu['machine']:.1f} ms "
+          f"(raw {cpu['raw_machine']:.1f} ms); daemon context switches per start "
           f"{switches['switches']:.1f} (+{switches['preempted']:.1f} preempted); load "
           f"{min(lo for lo, _ in loads):.2f}–{max(lo for lo, _ in loads):.2f}, idle "
           f"{min(i for _, i in loads):.0%}–{max(i for _, i in loads):.0%} before its rounds", flush=True)

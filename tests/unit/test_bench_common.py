@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from bench.common import memory_cgroups, proc_context_switches  # noqa: E402
+from bench.common import CLOCK_TICKS, machine_cpu_seconds, memory_cgroups, proc_context_switches  # noqa: E402
 
 PROC_CGROUPS = """#subsys_name\thierarchy\tnum_cgroups\tenabled
 cpuset\t3\t136\t1
@@ -34,6 +34,23 @@ class MemoryCgroupsTests(SynchronousTestCase):
         with open(path, "w") as f:
             f.write("#subsys_name\thierarchy\tnum_cgroups\tenabled\npids\t8\t136\t1\n")
         self.assertEqual(memory_cgroups(path), (None, None))
+
+
+class MachineCpuTests(SynchronousTestCase):
+
+    def test_busy_time_without_idle_iowait_or_steal(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            # user nice system idle iowait irq softirq steal guest guest_nice
+            f.write("cpu  1000 20 300 90000 400 5 7 600 0 0\ncpu0 500 10 150 45000 200 2 3 300 0 0\n")
+        self.assertEqual(machine_cpu_seconds(path), (1000 + 20 + 300 + 5 + 7) / CLOCK_TICKS)
+
+    def test_grows_while_this_process_computes(self):
+        before = machine_cpu_seconds()
+        deadline = os.times().elapsed + 0.3
+        while os.times().elapsed < deadline:
+            pass
+        self.assertGreater(machine_cpu_seconds(), before)
 
 
 class ContextSwitchTests(SynchronousTestCase):
