@@ -197,6 +197,11 @@ class BenchDaemon:
                 pass
             wait_gone(monitor)
         reap_children()
+        from containerd_tx import scratch
+
+        folder = scratch.default_directory(self.state_dir)  # a killed daemon leaves its scratch folder
+        if folder is not None:
+            cleanup_dir(folder)
         cleanup_dir(self.workdir)
 
 

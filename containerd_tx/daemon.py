@@ -13,7 +13,7 @@ from twisted.application import service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from containerd_tx import sd_notify
+from containerd_tx import scratch, sd_notify
 from containerd_tx.layout import StateDirLayout
 from containerd_tx.api_service import APIService
 from containerd_tx.bridge import ReactorBridge
@@ -33,6 +33,7 @@ from containerd_tx.oom import OomWatcher
 from containerd_tx.monitor_client import hardening, takeover
 from containerd_tx.monitor_client.client import MonitorClient
 from containerd_tx.runtime.runc import RuncRuntime
+from containerd_tx.scratch import ScratchFiles
 from containerd_tx.state_store import MEMORY_FILESYSTEMS, OrderedWriter, StateStore, filesystem_type
 from containerd_tx.supervisor import Supervisor
 
@@ -71,6 +72,7 @@ class ContainerdService(service.MultiService):
         self._starting = None
         self._events = None
         self._writer = None
+        self._scratch = ScratchFiles()
         self._protection = None
         self._subreaper = False
 
@@ -130,6 +132,14 @@ class ContainerdService(service.MultiService):
         events = EventLog(self.layout.events_log, self.config["retain-count"],
                           counter=self.metrics.counter(EVENTS))
         self._store, self._events = store, events
+        # Each start's pid file and runtime log: on a tmpfs even when the state dir is on a disk.
+        self._scratch = ScratchFiles(scratch.default_directory(self.state_dir))
+        try:
+            self._scratch.prepare()
+        except OSError as e:
+            log.warn("cannot use {dir} for the runtime's pid files and logs ({e}); they go to the state dir",
+                     dir=self._scratch.directory, e=e)
+            self._scratch = ScratchFiles()
 
 
     async def _start(self):
@@ -223,7 +233,8 @@ class ContainerdService(service.MultiService):
     def _make_runtime(self, name, path, global_args):
         return RuncRuntime(self.reactor, self.monitor, os.path.basename(name), path,
                            root=self.layout.runtime_root(name),
-                           global_args=global_args, debug=self.config["log-level"] == "debug")
+                           global_args=global_args, debug=self.config["log-level"] == "debug",
+                           scratch=self._scratch)
 
     def _runtime_named(self, name):
         path = shutil.which(name)
@@ -275,6 +286,7 @@ class ContainerdService(service.MultiService):
         if self._writer is not None:
             # Finishes the writes already queued before returning.
             await threads.deferToThread(self._writer.stop)
+        self._scratch.remove_folder()
         self._release_state_lock()
         log.info("containerd-tx stopped; containers keep running")
 

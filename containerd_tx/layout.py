@@ -18,10 +18,13 @@ Layout::
     <state-dir>/containers/<id>/container.json       the container (bundle, runtime, labels, cgroups, ...)
     <state-dir>/containers/<id>/process-<pid>.json   each process (init and exec'd), with its host pid
     <state-dir>/containers/<id>/exit-<pid>.json      exit records, written by the monitor process
-    <state-dir>/containers/<id>/pid-<pid>            where the runtime writes a process's host pid
+    <state-dir>/containers/<id>/pid-<pid>            where the runtime writes a process's host pid (*)
     <state-dir>/containers/<id>/exec-<pid>.json      an exec'd process's spec, read once by the runtime
-    <state-dir>/containers/<id>/runtime.log          the runtime's own log (errors of run/exec)
+    <state-dir>/containers/<id>/runtime.log          the runtime's own log (errors of run/exec) (*)
     <dir>/.tmp-<name>                                a file being replaced (L{write_atomically})
+
+(*) Only when the state dir is in memory; on a disk each start's pid file and log are scratch files on a tmpfs
+instead, removed as the start ends (see L{containerd_tx.scratch}).
 
 New records are written straight under their names (L{write_new_record}), existing ones replaced through a
 temporary file (L{write_atomically}) or changed in place (L{rewrite_record}).

@@ -19,6 +19,7 @@ from containerd_tx.errors import DeadlineExceeded, FailedPrecondition, NotFound,
 from containerd_tx.layout import Registration
 from containerd_tx.runtime.interface import IRuntime
 from containerd_tx.runtime.monitor_seam import MonitorError, MonitorLost
+from containerd_tx.scratch import ScratchFiles
 
 log = Logger()
 
@@ -39,9 +40,11 @@ class RuncRuntime:
     @param root: the runtime's state root (C{--root}), unless C{global_args} already name one.
     @param global_args: the daemon's C{--runtime-args}, before any per-container ones.
     @param debug: log every command line run, with its duration (--debug).
+    @param scratch: the L{containerd_tx.scratch.ScratchFiles} that name each start's pid file and log; by
+        default both go to the container's folder of the state dir.
     """
 
-    def __init__(self, reactor, spawner, name, binary, root, global_args=(), debug=False):
+    def __init__(self, reactor, spawner, name, binary, root, global_args=(), debug=False, scratch=None):
         self._reactor = reactor
         self._spawner = spawner
         self.name = name
@@ -53,6 +56,7 @@ class RuncRuntime:
         self.max_starts_in_flight = 0
         #: Log every command line run, with its duration (--debug).
         self.debug = debug
+        self._scratch = scratch if scratch is not None else ScratchFiles()
 
     def _argv(self, global_args, *command):
         args = self._global_args + list(global_args)
@@ -65,7 +69,7 @@ class RuncRuntime:
     def run(self, container_id, bundle, process_stdio, register, global_args=(), no_pivot_root=False,
             console_socket=None, timeout=None):
         register = Registration(*register)
-        pid_file, log_file = register.pid_file, register.runtime_log
+        pid_file, log_file = self._scratch.for_start(register)
         # One step for every runtime: crun's `run -d` can return while the init is still the child of crun's
         # short-lived helper, and the monitor waits for that helper to go before it reads the init's status.
         command = ["--log", log_file, "--log-format", "json", "run", "-d", "--bundle", bundle,
@@ -81,7 +85,7 @@ class RuncRuntime:
     def exec(self, container_id, process_json_path, process_stdio, register, global_args=(),
              console_socket=None, timeout=None):
         register = Registration(*register)
-        pid_file, log_file = register.pid_file, register.runtime_log
+        pid_file, log_file = self._scratch.for_start(register)
         command = ["--log", log_file, "--log-format", "json", "exec", "-d", "--pid-file", pid_file,
                    "--process", process_json_path]
         if console_socket:
@@ -98,7 +102,7 @@ class RuncRuntime:
         @param options: the checkpoint's options (tcp, unix_sockets, shell) that restore must repeat.
         """
         register = Registration(*register)
-        pid_file, log_file = register.pid_file, register.runtime_log
+        pid_file, log_file = self._scratch.for_start(register)
         command = ["--log", log_file, "--log-format", "json", "restore", "-d", "--image-path", image_path,
                    "--work-path", work_path, "--bundle", bundle, "--pid-file", pid_file]
         command += _criu_flags(options)
@@ -138,6 +142,7 @@ class RuncRuntime:
             log.debug("runtime: starting {id}: {n} starts in flight, most at once so far {most}",
                       id=register.container, n=self.starts_in_flight, most=self.max_starts_in_flight)
         started = self._reactor.seconds()
+        succeeded = False
         try:
             spawn = self._spawner.spawn(
                 argv,
@@ -175,9 +180,15 @@ class RuncRuntime:
                 message = self._failure_text(argv, result, log_file)
                 reason = criu_log_errors(criu_log) if criu_log else ""
                 raise RuntimeFailure(f"{message}{': ' + reason if reason else ''}")
+            succeeded = True
             return result.pid
         finally:
             self.starts_in_flight -= 1
+            said = self._scratch.release(pid_file, log_file)
+            if succeeded and said:
+                # What it logged goes with the scratch file: a warning of a start that worked is kept here.
+                log.warn("{runtime} on {what}: {said}", runtime=self.name, what=_what(register),
+                         said="; ".join(_log_messages(said)))
             self._debug(argv, started)
 
     def _failure_text(self, argv, result, log_file):
@@ -313,6 +324,21 @@ def _logrus_msg(text):
         return json.loads('"' + messages[-1] + '"')
     except ValueError:
         return messages[-1]
+
+
+def _log_messages(text):
+    """The messages of runc's log lines (JSON or text), each line's own text when it has none."""
+    messages = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict) and entry.get("msg"):
+            messages.append(f"{entry.get('level', 'info')}: {entry['msg']}")
+        elif line.strip():
+            messages.append(line.strip())
+    return messages
 
 
 def _last_log_error(path, tail=65536):

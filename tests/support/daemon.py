@@ -14,6 +14,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from containerd_tx import scratch
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.api import containerd_pb2_grpc as pb_grpc
 from tests.support import bundles, processes, runtime_state
@@ -185,6 +186,10 @@ class Daemon:
             if monitor:
                 _stop_monitor(monitor)
             processes.reap_orphans()
+            # A killed daemon leaves its (empty) folder of scratch files on the tmpfs.
+            folder = scratch.default_directory(self.state_dir)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 

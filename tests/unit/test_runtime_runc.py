@@ -15,6 +15,7 @@ from containerd_tx.errors import DeadlineExceeded, FailedPrecondition, NotFound,
 from containerd_tx.runtime.interface import IRuntime
 from containerd_tx.runtime.monitor_seam import IMonitor, MonitorError, MonitorLost
 from containerd_tx.runtime.runc import CheckpointFailed, RuncRuntime, criu_log_errors
+from containerd_tx.scratch import ScratchFiles
 from tests.support.fakes import FakeMonitor
 
 BINARY = "/usr/sbin/runc"
@@ -44,6 +45,72 @@ class RuncTestCase(SynchronousTestCase):
         with open(self.log_file, "w") as f:
             for entry in entries:
                 f.write(json.dumps(entry) + "\n")
+
+
+class ScratchStartTests(RuncTestCase):
+    """
+    With a scratch folder (a state dir on a disk), each start's pid file and log are files of their own there,
+    gone once the start has ended, and nothing is written to the container's folder.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.folder = os.path.abspath(self.mktemp())
+        self.runtime = RuncRuntime(self.clock, self.monitor, self.name, BINARY, ROOT,
+                                   scratch=ScratchFiles(self.folder))
+        self.runtime._scratch.prepare()
+
+    def start(self):
+        d = self.runtime.run("c1", "/b", (None, None, None), self.register())
+        argv = self.last_spawn().argv
+        pid_file, log_file = argv[argv.index("--pid-file") + 1], argv[argv.index("--log") + 1]
+        self.assertEqual(self.last_spawn().options["pid_file"], pid_file)
+        self.assertEqual({os.path.dirname(pid_file), os.path.dirname(log_file)}, {self.folder})
+        return d, pid_file, log_file
+
+    def write(self, path, text):
+        with open(path, "w") as f:
+            f.write(text)
+
+    def test_files_removed_after_a_start(self):
+        d, pid_file, log_file = self.start()
+        self.write(pid_file, "4242")
+        self.write(log_file, "")
+        with capturedLogs() as events:
+            self.last_spawn().finish(0, pid=4242)
+        self.assertEqual(self.successResultOf(d), 4242)
+        self.assertEqual(os.listdir(self.folder), [])
+        self.assertEqual(os.listdir(self.work), [])
+        self.assertEqual([formatEvent(e) for e in events if e["log_level"].name != "debug"], [])
+
+    def test_what_a_working_start_logged_is_kept_in_the_daemon_log(self):
+        d, pid_file, log_file = self.start()
+        self.write(log_file, json.dumps({"level": "warning", "msg": "cgroup v1 is deprecated"}) + "\n")
+        with capturedLogs() as events:
+            self.last_spawn().finish(0, pid=7)
+        self.successResultOf(d)
+        self.assertEqual([formatEvent(e) for e in events],
+                         ["runc on container c1: warning: cgroup v1 is deprecated"])
+        self.assertEqual(os.listdir(self.folder), [])
+
+    def test_failure_still_says_why_and_removes_the_files(self):
+        d, pid_file, log_file = self.start()
+        self.write(log_file, json.dumps({"level": "error", "msg": "exec: \"nope\": not found"}) + "\n")
+        with capturedLogs() as events:
+            self.last_spawn().finish(1)
+        self.assertEqual(self.failureResultOf(d, RuntimeFailure).value.message,
+                         'runc run failed: exec: "nope": not found')
+        self.assertEqual(os.listdir(self.folder), [])
+        self.assertEqual(list(events), [])
+
+    def test_files_removed_when_the_start_times_out(self):
+        d = self.runtime.run("c1", "/b", (None, None, None), self.register(), timeout=5)
+        argv = self.last_spawn().argv
+        self.write(argv[argv.index("--log") + 1], "")
+        self.clock.advance(5)
+        self.last_spawn().finish(-9)
+        self.failureResultOf(d, DeadlineExceeded)
+        self.assertEqual(os.listdir(self.folder), [])
 
 
 class SeamTests(SynchronousTestCase):
