@@ -10,8 +10,10 @@ start (journal work), a tenth of a start through the daemon. Nothing of them is 
 monitor reads the pid before it answers, and the daemon reads the log only to explain a failure.
 """
 
+import errno
 import hashlib
 import os
+import stat
 import time
 
 from containerd_tx.state_store import MEMORY_FILESYSTEMS, filesystem_type
@@ -53,11 +55,22 @@ class ScratchFiles:
         self._count = 0
 
     def prepare(self):
-        """Make the folder (mode 0700) and remove what a daemon killed mid-start left in it long ago."""
+        """
+        Make the folder (mode 0700) and remove what a daemon killed mid-start left in it long ago.
+
+        @raise OSError: the folder cannot be made, or what is there already is not a folder of this user's
+            alone. The tmpfs is writable by everybody and the name is predictable: a folder or link put there
+            by another user could feed the monitor a false pid, so it is never used (nor changed).
+        """
         if self.directory is None:
             return
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        os.chmod(self.directory, 0o700)
+        try:
+            os.mkdir(self.directory, 0o700)
+        except FileExistsError:
+            pass
+        info = os.lstat(self.directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise OSError(errno.EPERM, "not a folder of this user's alone (mode 0700)", self.directory)
         now = self._clock()
         for entry in os.scandir(self.directory):
             try:

@@ -5,15 +5,18 @@ has ended; nothing of them is written to the container's folder, and a refused s
 
 import os
 import shutil
+import stat
 import tempfile
 
 import grpc
+from twisted.trial.unittest import TestCase
 
 from containerd_tx import scratch
 from containerd_tx.api import containerd_pb2 as pb
 from containerd_tx.state_store import MEMORY_FILESYSTEMS, filesystem_type
 from tests.integration.test_lifecycle import LifecycleTestCase
-from tests.support.daemon import create_request
+from tests.support import bundles
+from tests.support.daemon import Daemon, create_request
 from tests.support.ids import unique_id
 
 
@@ -58,3 +61,29 @@ class ScratchFilesTests(LifecycleTestCase):
         self.events.close()
         self.daemon.stop()
         self.assertFalse(os.path.exists(self.folder))
+
+
+class UnsafeScratchFolderTests(TestCase):
+    """A folder at the scratch name that is not the daemon's alone is never used: the files stay in the state dir."""
+
+    def test_falls_back_to_the_state_dir(self):
+        parent = tempfile.mkdtemp(prefix="ctx-", dir="/var/tmp")
+        self.addCleanup(shutil.rmtree, parent, True)
+        if filesystem_type(parent) in MEMORY_FILESYSTEMS:
+            self.skipTest(f"{parent} is in memory: no scratch folder is used there")
+        daemon = Daemon.for_test(self, parent=parent, start=False)
+        folder = scratch.default_directory(daemon.state_dir)
+        if folder is None:
+            self.skipTest("no tmpfs for scratch files on this host")
+        os.mkdir(folder)
+        self.addCleanup(shutil.rmtree, folder, True)
+        os.chmod(folder, 0o777)  # as another local user could have made it: anybody may write there
+        daemon.start()
+        self.assertIn("they go to the state dir", daemon.log_text())
+        rootfs = bundles.make_rootfs(os.path.join(daemon.workdir, "rootfs"))
+        bundle = bundles.make_bundle(os.path.join(daemon.workdir, "bundle"), ("sleep", "1000"), rootfs)
+        c1 = unique_id("c1")
+        daemon.stub.CreateContainer(create_request(c1, bundle), timeout=60)
+        self.assertIn("pid-init", os.listdir(os.path.join(daemon.state_dir, "containers", c1)))
+        self.assertEqual(os.listdir(folder), [])
+        self.assertEqual(stat.S_IMODE(os.stat(folder).st_mode), 0o777)

@@ -43,7 +43,9 @@ class ScratchFilesTests(SynchronousTestCase):
 
     def setUp(self):
         self.records = os.path.abspath(self.mktemp())
-        self.folder = os.path.join(os.path.abspath(self.mktemp()), "containerd-tx-x")
+        tmpfs = os.path.abspath(self.mktemp())
+        os.makedirs(tmpfs)
+        self.folder = os.path.join(tmpfs, "containerd-tx-x")
         self.now = [1000000.0]
         self.files = ScratchFiles(self.folder, clock=lambda: self.now[0])
         self.files.prepare()
@@ -98,3 +100,31 @@ class ScratchFilesTests(SynchronousTestCase):
         os.unlink(pid_file)
         self.files.remove_folder()
         self.assertFalse(os.path.exists(self.folder))
+
+    def test_a_folder_not_ours_alone_is_refused_and_left_as_it_is(self):
+        # The tmpfs is everybody's and the name predictable: a folder others may write to, another user's, a
+        # link or a file there could feed the monitor a false pid.
+        elsewhere = os.path.abspath(self.mktemp())
+        os.makedirs(elsewhere)
+        os.chmod(elsewhere, 0o755)
+
+        def writable_by_all(path):
+            os.mkdir(path)
+            os.chmod(path, 0o777)
+
+        def another_users(path):
+            os.mkdir(path, 0o700)
+            os.chown(path, os.geteuid() + 1, -1)
+
+        makers = [writable_by_all, lambda path: os.symlink(elsewhere, path), lambda path: open(path, "w").close()]
+        if os.geteuid() == 0:  # giving a folder away needs root
+            makers.append(another_users)
+        for make in makers:
+            tmpfs = os.path.abspath(self.mktemp())
+            os.makedirs(tmpfs)
+            path = os.path.join(tmpfs, "containerd-tx-y")
+            make(path)
+            with self.assertRaises(OSError) as raised:
+                ScratchFiles(path).prepare()
+            self.assertIn("alone", str(raised.exception))
+        self.assertEqual(stat.S_IMODE(os.stat(elsewhere).st_mode), 0o755)
