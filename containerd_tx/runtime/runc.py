@@ -299,15 +299,21 @@ def _subcommand(argv):
     return argv[-1]
 
 
-def _json_msg(text):
-    """runc --log-format json lines: the last error message, if the text is such lines."""
-    message = None
+def _log_entries(text):
+    """Each line of runc's log with its JSON object (C{--log-format json}), or None for a line that is not one."""
     for line in text.splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal") and entry.get("msg"):
+            entry = None
+        yield line, entry if isinstance(entry, dict) else None
+
+
+def _json_msg(text):
+    """runc --log-format json lines: the last error message, if the text is such lines."""
+    message = None
+    for _, entry in _log_entries(text):
+        if entry and entry.get("level") in ("error", "fatal") and entry.get("msg"):
             message = entry["msg"]
     return message
 
@@ -329,12 +335,8 @@ def _logrus_msg(text):
 def _log_messages(text):
     """The messages of runc's log lines (JSON or text), each line's own text when it has none."""
     messages = []
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            entry = None
-        if isinstance(entry, dict) and entry.get("msg"):
+    for line, entry in _log_entries(text):
+        if entry and entry.get("msg"):
             messages.append(f"{entry.get('level', 'info')}: {entry['msg']}")
         elif line.strip():
             messages.append(line.strip())
