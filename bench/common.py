@@ -365,9 +365,7 @@ def machine_cpu_seconds(path="/proc/stat"):
     containers cost, kernel threads included (cgroup and namespace work the runtime's own counters do not
     show).
     """
-    with open(path) as f:
-        fields = [int(x) for x in f.readline().split()[1:8]]
-    user, nice, system, _idle, _iowait, irq, softirq = fields
+    user, nice, system, _idle, _iowait, irq, softirq, _steal = _cpu_fields(path)
     return (user + nice + system + irq + softirq) / CLOCK_TICKS
 
 
@@ -476,10 +474,14 @@ __all__ = [
 ]
 
 
+def _cpu_fields(path="/proc/stat"):
+    """All CPUs' user, nice, system, idle, iowait, irq, softirq and steal ticks (guest is inside user, nice)."""
+    with open(path) as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
 def _cpu_times():
-    with open("/proc/stat") as f:
-        # user nice system idle iowait irq softirq steal; guest time is already in user and nice.
-        fields = [int(x) for x in f.readline().split()[1:9]]
+    fields = _cpu_fields()
     idle = fields[3] + fields[4]  # idle + iowait
     return idle, sum(fields)
 

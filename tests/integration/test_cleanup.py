@@ -37,7 +37,6 @@ HELD_DELETES = textwrap.dedent("""\
 """)
 
 
-
 class CleanupTests(LifecycleTestCase):
 
     def setUp(self):
