@@ -357,6 +357,37 @@ def memory_cgroups(path="/proc/cgroups"):
     return counts.get("memory"), counts.get("cpu")
 
 
+def memory_cgroup_census(memory="/sys/fs/cgroup/memory", cpu="/sys/fs/cgroup/cpu", proc_cgroups="/proc/cgroups"):
+    """
+    The kernel's memory cgroups in three kinds, on a cgroup v1 host: C{{"live": folders under the memory
+    hierarchy, "dying": removed ones the kernel still holds (/proc/cgroups counts them too), "leftover": empty
+    folders without children that the cpu hierarchy does not have, "example": one leftover's path}}. Runtimes
+    make a container's cgroup in every hierarchy and remove it from every one; memory-only empty leaves are
+    containers' memory cgroups left behind. Unlike dying ones they are removed with a plain C{rmdir}, and both
+    make every cgroup operation dearer. None where there is no v1 memory hierarchy.
+    """
+    total, _ = memory_cgroups(proc_cgroups)
+    if total is None or not os.path.isdir(memory):
+        return None
+    live, leftover, example = 1, 0, None  # the hierarchy's root is a cgroup too
+    for folder, children, _ in os.walk(memory):
+        if folder != memory:
+            live += 1
+            if not children and not _has_processes(folder) and not os.path.isdir(
+                    os.path.join(cpu, os.path.relpath(folder, memory))):
+                leftover += 1
+                example = example or folder
+    return {"live": live, "dying": max(total - live, 0), "leftover": leftover, "example": example}
+
+
+def _has_processes(folder):
+    try:
+        with open(os.path.join(folder, "cgroup.procs")) as f:
+            return bool(f.read().strip())
+    except OSError:
+        return True  # gone or unreadable: not counted as left behind
+
+
 def machine_cpu_seconds(path="/proc/stat"):
     """
     CPU seconds the whole machine has spent busy since boot, all CPUs, from the first line of C{/proc/stat}:

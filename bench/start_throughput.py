@@ -32,15 +32,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    BenchDaemon, filesystem_type, kill_all_raw, machine_busy, machine_cpu_seconds, memory_cgroups, print_timer,
-    proc_context_switches, proc_cpu_split, proc_task_cpu, raw_runtime_root, reap_children, sleeper_bundle, summary,
+    BenchDaemon, filesystem_type, kill_all_raw, machine_busy, machine_cpu_seconds, memory_cgroup_census, memory_cgroups,
+    print_timer, proc_context_switches, proc_cpu_split, proc_task_cpu, raw_runtime_root, reap_children, sleeper_bundle,
+    summary,
 )
 from containerd_tx.api import containerd_pb2 as pb  # noqa: E402
 
 #: A round that starts with less of the CPU time idle than this is flagged busy.
 BUSY_IDLE = 0.8
-#: Dying memory cgroups (memory cgroups beyond the cpu controller's count) past which the summary warns of drift.
+#: Dying memory cgroups (removed, still held by the kernel) past which the summary warns of drift.
 DYING_CGROUPS_WARN = 300
+#: Memory cgroups left behind by deleted containers past which the summary warns (a few can be in flight).
+LEFTOVER_CGROUPS_WARN = 10
 #: Unary calls the daemon serves at once by default (grpc_server: --max-subscribers 128 + 32 unary workers);
 #: beyond that it answers RESOURCE_EXHAUSTED, so an all-at-once client keeps at most this many in flight.
 DAEMON_CALL_SLOTS = 150
@@ -298,10 +301,7 @@ def main():
     memory, cpu_cgroups = memory_cgroups()
     if memory is not None and cpu_cgroups is not None:
         print(f"memory cgroups: {cgroups_before[0]} before, {memory} after ({cpu_cgroups} cpu cgroups)")
-        if memory - cpu_cgroups > DYING_CGROUPS_WARN:
-            print(f"WARNING: the kernel keeps {memory - cpu_cgroups} dying memory cgroups of removed containers; "
-                  "every cgroup operation is dearer while they last, so figures drift up over a long session "
-                  "(compare runs taken close together)")
+    warn_of_memory_cgroups(memory_cgroup_census())
     if busy_rounds:
         print(f"WARNING: {len(busy_rounds)} of {2 * args.rounds * args.runs} rounds started on a busy machine "
               f"(less than {BUSY_IDLE:.0%} idle: "
@@ -315,6 +315,23 @@ def main():
           f"runtime {cpu['runtime']:.2f}ms raw {cpu['raw_runtime']:.2f}ms machine {cpu['machine']:.1f}ms raw "
           f"{cpu['raw_machine']:.1f}ms ({shape} {os.path.basename(args.runtime)}, "
           f"{fs_type}, {len(runs)} runs of {args.rounds}, load {min(loads):.2f}–{max(loads):.2f}{busy})")
+
+
+def warn_of_memory_cgroups(census, out=sys.stdout):
+    """
+    Warn when the kernel holds many memory cgroups that make every cgroup operation dearer: containers' memory
+    cgroups left behind (empty folders; C{rmdir} removes them) or dying ones (removed, still charged).
+    """
+    if census is None:
+        return
+    if census["leftover"] >= LEFTOVER_CGROUPS_WARN:
+        print(f"WARNING: {census['leftover']} empty memory cgroups that no other controller has were left behind "
+              f"by deleted containers (e.g. {census['example']}); they make every cgroup operation dearer and the "
+              "figures drift: remove them with rmdir (deepest first)", file=out)
+    if census["dying"] > DYING_CGROUPS_WARN:
+        print(f"WARNING: the kernel keeps {census['dying']} dying memory cgroups of removed containers; every "
+              "cgroup operation is dearer while they last, so figures drift up over a long session (compare runs "
+              "taken close together; `sync; echo 3 > /proc/sys/vm/drop_caches` releases some)", file=out)
 
 
 def report_run(run, results, n):

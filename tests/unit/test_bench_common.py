@@ -10,7 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from bench.common import CLOCK_TICKS, machine_cpu_seconds, memory_cgroups, proc_context_switches  # noqa: E402
+from bench.common import (  # noqa: E402
+    CLOCK_TICKS, machine_cpu_seconds, memory_cgroup_census, memory_cgroups, proc_context_switches,
+)
 
 PROC_CGROUPS = """#subsys_name\thierarchy\tnum_cgroups\tenabled
 cpuset\t3\t136\t1
@@ -34,6 +36,37 @@ class MemoryCgroupsTests(SynchronousTestCase):
         with open(path, "w") as f:
             f.write("#subsys_name\thierarchy\tnum_cgroups\tenabled\npids\t8\t136\t1\n")
         self.assertEqual(memory_cgroups(path), (None, None))
+
+
+class MemoryCgroupCensusTests(SynchronousTestCase):
+
+    def tree(self, folders):
+        """A fake v1 hierarchy: {relative path: cgroup.procs text}."""
+        root = self.mktemp()
+        os.makedirs(root)
+        for relative, procs in folders.items():
+            os.makedirs(os.path.join(root, relative), exist_ok=True)
+            with open(os.path.join(root, relative, "cgroup.procs"), "w") as f:
+                f.write(procs)
+        return root
+
+    def census(self, total=12):
+        memory = self.tree({"jobs/a/left": "", "jobs/a/running": "42\n", "shared": "", "jobs/b": ""})
+        cpu = self.tree({"shared": ""})
+        proc_cgroups = self.mktemp()
+        with open(proc_cgroups, "w") as f:
+            f.write(f"#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t2\t1\nmemory\t4\t{total}\t1\n")
+        return memory, memory_cgroup_census(memory, cpu, proc_cgroups)
+
+    def test_live_dying_and_left_over(self):
+        memory, census = self.census()
+        # Live: the root, jobs, jobs/a, jobs/a/left, jobs/a/running, shared, jobs/b. Left over: the empty leaves
+        # that the cpu hierarchy lacks (jobs/a/left, jobs/b); not one with a process, a parent, or a cpu twin.
+        self.assertEqual((census["live"], census["dying"], census["leftover"]), (7, 5, 2))
+        self.assertIn(census["example"], {os.path.join(memory, "jobs", "a", "left"), os.path.join(memory, "jobs", "b")})
+
+    def test_no_memory_hierarchy(self):
+        self.assertIsNone(memory_cgroup_census(self.mktemp(), self.mktemp(), self.mktemp()))
 
 
 class MachineCpuTests(SynchronousTestCase):
