@@ -5,7 +5,11 @@ CreateContainer through it leaves a running runc container whose init the bare m
 runtime refuses is an error, and the benchmark's clean-up leaves no container behind.
 """
 
+import json
 import os
+import shutil
+import subprocess
+import tempfile
 
 import grpc
 from twisted.trial.unittest import TestCase
@@ -30,8 +34,9 @@ class BareDaemonTests(TestCase):
         if reason:
             raise self.skipTest(reason)
         processes.become_subreaper()
-        self.workdir = os.path.abspath(self.mktemp())
-        os.makedirs(self.workdir)
+        # Short: the bare daemon's sockets are in it.
+        self.workdir = tempfile.mkdtemp(prefix="ctx-bare-")
+        self.addCleanup(shutil.rmtree, self.workdir, True)
         rootfs = bundles.make_rootfs(os.path.join(self.workdir, "rootfs"))
         self.bundle = bundles.make_bundle(os.path.join(self.workdir, "bundle"), ["sleep", "1000"], rootfs)
         self.bare = BareDaemon(os.path.join(self.workdir, "bare"), "runc")
@@ -43,9 +48,10 @@ class BareDaemonTests(TestCase):
         answer = self.bare.stub.CreateContainer(
             pb.CreateContainerRequest(id=container_id, bundlePath=self.bundle), timeout=60)
         self.assertEqual((answer.container.id, answer.container.status), (container_id, "running"))
-        listed = {c["id"]: c for c in list_containers("runc", self.bare.root)}
-        self.assertEqual(listed[container_id]["status"], "running")
-        pid = listed[container_id]["pid"]
+        state = json.loads(subprocess.run(["runc", "--root", self.bare.root, "state", container_id],
+                                          check=True, capture_output=True, text=True).stdout)
+        self.assertEqual(state["status"], "running")
+        pid = state["pid"]
         self.assertTrue(processes.alive(pid))
         self.assertEqual(_parent(pid), self.bare.monitor_pid)
         # The runtime's pid file and log are removed as the start ends, as the daemon's scratch files are.
@@ -64,5 +70,5 @@ class BareDaemonTests(TestCase):
                 pb.CreateContainerRequest(id=unique_id("bare"), bundlePath=self.bundle), timeout=60)
         self.assertEqual(len(list_containers("runc", self.bare.root)), 3)
         self.bare.destroy()
-        self.assertEqual(list_containers("runc", self.bare.root), [])
+        self.assertEqual(list_containers("runc", self.bare.root), {})
         self.assertIsNotNone(self.bare.process.poll())
