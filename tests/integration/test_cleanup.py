@@ -6,15 +6,20 @@ stopped containers in the runtime, and their cgroups, for the clean-up to delete
 """
 
 import os
+import shutil
 import signal
 import stat
+import subprocess
+import tempfile
 import textwrap
 import time
 
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support import processes
-from tests.support.daemon import wait_for
+from twisted.trial.unittest import TestCase
+
+from tests.support.daemon import Daemon, wait_for
 from tests.support.ids import unique_id
 
 #: runc, except that the daemon's `delete` waits while the file {hold} exists (at most 60 s), and that `list`
@@ -60,6 +65,8 @@ class CleanupTests(LifecycleTestCase):
             processes.reap_orphans()
             time.sleep(0.05)
         processes.reap_orphans()
+        # The runtime makes its root again for each of them: the test's folder would stay in /tmp.
+        shutil.rmtree(self.daemon.workdir, ignore_errors=True)
 
     def test_containers_whose_delete_was_pending_are_deleted(self):
         ids = [unique_id(f"held{i}") for i in range(4)]
@@ -83,18 +90,50 @@ class CleanupTests(LifecycleTestCase):
 
         self.assertFalse(os.path.exists(self.daemon.workdir))
         self.assertEqual([path for path in cgroups if os.path.exists(path)], [])
+        # Released, the held deletes go on, and the runtime makes its root again for each: nothing may stay.
+        self._release()
+        self.assertFalse(os.path.exists(self.daemon.workdir))
 
 
 def _held_deletes(runtime):
     """Pids of the wrapper's delete commands still running."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if runtime.encode() in argv and b"delete" in argv:
-                found.append(int(entry))
-    return found
+    return processes.matching(lambda argv: runtime in argv and "delete" in argv)
+
+
+#: Stands for a monitor that a killed daemon had just spawned: it makes the state dir and writes its pid file
+#: once the state dir's folder is gone (a monitor starting up after the clean-up removed it). $0 is the
+#: program's name, as a monitor's command line has it.
+LATE_MONITOR = 'while [ -e "$(dirname "$2")" ]; do sleep 0.02; done; mkdir -p "$2"; touch "$2/monitor.pid"; sleep 60'
+
+
+class LateMonitorTests(TestCase):
+    """A monitor spawned just before the daemon was killed, its pid not yet written, is stopped too."""
+
+    def test_it_is_killed_before_the_folder_goes(self):
+        processes.become_subreaper()
+        daemon = Daemon(tempfile.mkdtemp(prefix="ctx-test-"), (), "runc")
+        self.addCleanup(shutil.rmtree, daemon.workdir, True)
+        os.makedirs(daemon.state_dir)
+        late = subprocess.Popen(["sh", "-c", LATE_MONITOR, "/x/monitord.py", "--state-dir", daemon.state_dir])
+        self.addCleanup(_end, late)
+        wait_for(lambda: daemon.state_dir in " ".join(_argv(late.pid)), message="the stand-in to run")
+
+        daemon.destroy()
+
+        # Gone (destroy reaped it, so Popen cannot tell its status); left alone it would still be sleeping.
+        self.assertIsNotNone(late.poll())
+        self.assertFalse(os.path.exists(daemon.workdir))
+
+
+def _argv(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _end(process):
+    if process.poll() is None:
+        process.kill()
+        process.wait()

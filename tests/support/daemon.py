@@ -185,6 +185,10 @@ class Daemon:
             monitor = self.monitor_pid()
             if monitor:
                 _stop_monitor(monitor)
+            # A monitor the killed daemon had just spawned has not written its pid yet; left alone, it would
+            # make the state dir again after it is removed.
+            for late in monitors_of(self.state_dir):
+                _kill(late)
             processes.reap_orphans()
             # A killed daemon leaves its (empty) folder of scratch files on the tmpfs.
             folder = scratch.default_directory(self.state_dir)
@@ -216,6 +220,31 @@ def _stop_monitor(pid):
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     processes.reap(pid)
+
+
+def monitors_of(state_dir):
+    """The pids of the monitor processes (C{monitord.py --state-dir state_dir}) running now."""
+    return processes.matching(
+        lambda argv: any(arg.endswith("monitord.py") for arg in argv) and _option(argv, "--state-dir") == state_dir)
+
+
+def _option(argv, name):
+    for i, arg in enumerate(argv[:-1]):
+        if arg == name:
+            return argv[i + 1]
+    return None
+
+
+def _kill(pid):
+    """SIGKILL a process and wait until it is gone (reaped, when it is our child or became one)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        wait_for(lambda: not processes.alive(pid), timeout=10, message=f"process {pid} to end")
 
 
 def _children_of(pid):

@@ -28,6 +28,22 @@ def _state(pid):
     return fields[0], int(fields[1])
 
 
+def matching(predicate):
+    """The pids of the processes whose command line (a list of str) satisfies C{predicate}, now."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if predicate(argv):
+            found.append(int(entry))
+    return found
+
+
 def alive(pid):
     """Whether process C{pid} exists and is not a zombie."""
     state = _state(pid)
