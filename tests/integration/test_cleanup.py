@@ -116,21 +116,13 @@ class LateMonitorTests(TestCase):
         os.makedirs(daemon.state_dir)
         late = subprocess.Popen(["sh", "-c", LATE_MONITOR, "/x/monitord.py", "--state-dir", daemon.state_dir])
         self.addCleanup(_end, late)
-        wait_for(lambda: daemon.state_dir in " ".join(_argv(late.pid)), message="the stand-in to run")
+        wait_for(lambda: daemon.state_dir in processes.command_line(late.pid), message="the stand-in to run")
 
         daemon.destroy()
 
         # Gone (destroy reaped it, so Popen cannot tell its status); left alone it would still be sleeping.
         self.assertIsNotNone(late.poll())
         self.assertFalse(os.path.exists(daemon.workdir))
-
-
-def _argv(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().decode(errors="replace").split("\0")
-    except OSError:
-        return []
 
 
 def _end(process):

@@ -28,20 +28,18 @@ def _state(pid):
     return fields[0], int(fields[1])
 
 
+def command_line(pid):
+    """A process's command line as a list of str ([] once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 def matching(predicate):
     """The pids of the processes whose command line (a list of str) satisfies C{predicate}, now."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if predicate(argv):
-            found.append(int(entry))
-    return found
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and predicate(command_line(entry))]
 
 
 def alive(pid):
