@@ -21,11 +21,6 @@ from tests.support.ids import unique_id
 from tests.support.runtime_state import list_containers
 
 
-def _parent(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
 class BareDaemonTests(TestCase):
     timeout = 120
 
@@ -53,7 +48,7 @@ class BareDaemonTests(TestCase):
         self.assertEqual(state["status"], "running")
         pid = state["pid"]
         self.assertTrue(processes.alive(pid))
-        self.assertEqual(_parent(pid), self.bare.monitor_pid)
+        self.assertEqual(processes.parent(pid), self.bare.monitor_pid)
         # The runtime's pid file and log are removed as the start ends, as the daemon's scratch files are.
         self.assertEqual(os.listdir(os.path.join(self.bare.workdir, "scratch")), [])
 

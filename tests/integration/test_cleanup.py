@@ -14,11 +14,11 @@ import tempfile
 import textwrap
 import time
 
+from twisted.trial.unittest import TestCase
+
 from containerd_tx.api import containerd_pb2 as pb
 from tests.integration.test_lifecycle import LifecycleTestCase
 from tests.support import processes
-from twisted.trial.unittest import TestCase
-
 from tests.support.daemon import Daemon, wait_for
 from tests.support.ids import unique_id
 
@@ -115,7 +115,7 @@ class LateMonitorTests(TestCase):
         self.addCleanup(shutil.rmtree, daemon.workdir, True)
         os.makedirs(daemon.state_dir)
         late = subprocess.Popen(["sh", "-c", LATE_MONITOR, "/x/monitord.py", "--state-dir", daemon.state_dir])
-        self.addCleanup(_end, late)
+        self.addCleanup(processes.end, late)
         wait_for(lambda: daemon.state_dir in processes.command_line(late.pid), message="the stand-in to run")
 
         daemon.destroy()
@@ -124,8 +124,3 @@ class LateMonitorTests(TestCase):
         self.assertIsNotNone(late.poll())
         self.assertFalse(os.path.exists(daemon.workdir))
 
-
-def _end(process):
-    if process.poll() is None:
-        process.kill()
-        process.wait()

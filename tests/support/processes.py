@@ -28,6 +28,12 @@ def _state(pid):
     return fields[0], int(fields[1])
 
 
+def parent(pid):
+    """The parent pid of a process, or None when it is gone."""
+    state = _state(pid)
+    return None if state is None else state[1]
+
+
 def command_line(pid):
     """A process's command line as a list of str ([] once it is gone)."""
     try:
