@@ -123,4 +123,3 @@ class LateMonitorTests(TestCase):
         # Gone (destroy reaped it, so Popen cannot tell its status); left alone it would still be sleeping.
         self.assertIsNotNone(late.poll())
         self.assertFalse(os.path.exists(daemon.workdir))
-
